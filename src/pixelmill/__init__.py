@@ -1,0 +1,61 @@
+"""pixelmill: exact pixel operations and 2-D kernel filters, on every Python engine.
+
+>>> import numpy as np, pixelmill
+>>> img = np.arange(12, dtype=np.uint8).reshape(3, 4)
+>>> pixelmill.invert(img)[0]
+array([255, 254, 253, 252], dtype=uint8)
+>>> pixelmill.to_dtype(pixelmill.convolve(img, "gaussian"), img.dtype).shape
+(3, 4)
+"""
+
+from . import kernels
+from ._api import convolve, correlate, invert, sobel
+from .engines import available_engines
+from .errors import (
+    ImageTooLargeError,
+    InvalidImageError,
+    InvalidKernelError,
+    InvalidParameterError,
+    MissingDependencyError,
+    PixelmillError,
+    UnsafeOutputError,
+    UnsupportedImageError,
+)
+from .kernels import Kernel
+from .ops import POLICIES, to_dtype
+from .tiling import BORDER_MODES
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "kernels",
+    "Kernel",
+    "invert",
+    "convolve",
+    "correlate",
+    "sobel",
+    "to_dtype",
+    "POLICIES",
+    "BORDER_MODES",
+    "available_engines",
+    "read_image",
+    "write_image",
+    "PixelmillError",
+    "InvalidParameterError",
+    "InvalidKernelError",
+    "InvalidImageError",
+    "UnsupportedImageError",
+    "ImageTooLargeError",
+    "MissingDependencyError",
+    "UnsafeOutputError",
+]
+
+
+def __getattr__(name):
+    # io pulls in Pillow and tifffile: import it only when used.
+    if name in ("read_image", "write_image", "Image"):
+        from . import io
+
+        return getattr(io, name)
+    raise AttributeError(f"module 'pixelmill' has no attribute {name!r}")

@@ -1,0 +1,76 @@
+"""Validation at the public edge. Engines and tiles trust what passes here."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from . import kernels as _kernels
+from .errors import InvalidImageError, InvalidParameterError, UnsupportedImageError
+from .ops import POLICIES
+from .tiling import BORDER_MODES
+
+SUPPORTED_DTYPES = tuple(
+    np.dtype(t)
+    for t in (np.bool_, np.uint8, np.uint16, np.uint32, np.int8, np.int16, np.int32, np.float32, np.float64)
+)
+
+
+def check_image(image) -> np.ndarray:
+    """An H x W or H x W x C array of a supported dtype, non-empty."""
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3):
+        raise InvalidImageError(
+            f"image must be 2-D (H x W) or 3-D (H x W x C), got shape {arr.shape!r}"
+        )
+    if arr.size == 0:
+        raise InvalidImageError(f"image is empty (shape {arr.shape!r})")
+    if arr.dtype not in SUPPORTED_DTYPES:
+        raise UnsupportedImageError(
+            f"image dtype {arr.dtype.name!r} is not supported; use one of "
+            + ", ".join(d.name for d in SUPPORTED_DTYPES)
+        )
+    return arr
+
+
+def check_border(border) -> str:
+    if border not in BORDER_MODES:
+        raise InvalidParameterError(
+            f"border {border!r} is not known; use one of {', '.join(BORDER_MODES)}"
+        )
+    return border
+
+
+def check_cval(cval) -> float:
+    try:
+        value = float(cval)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"cval must be a number, got {cval!r}") from None
+    if not math.isfinite(value):
+        raise InvalidParameterError(f"cval must be finite, got {cval!r}")
+    return value
+
+
+def check_policy(policy) -> str:
+    if policy not in POLICIES:
+        raise InvalidParameterError(
+            f"policy {policy!r} is not known; use one of {', '.join(POLICIES)}"
+        )
+    return policy
+
+
+def check_kernel(kernel) -> _kernels.Kernel:
+    """A Kernel from a Kernel, a registered name, a kernel file path, or a 2-D array."""
+    if isinstance(kernel, _kernels.Kernel):
+        return kernel
+    if isinstance(kernel, str):
+        if kernel in _kernels.names():
+            return _kernels.get(kernel)
+        if Path(kernel).suffix.lower() in (".txt", ".csv", ".npy"):
+            return _kernels.from_file(kernel)
+        return _kernels.get(kernel)  # raises, listing the known names
+    if isinstance(kernel, Path):
+        return _kernels.from_file(kernel)
+    return _kernels.from_array(kernel)

@@ -1,0 +1,98 @@
+"""The engine base class: how work is scheduled, never what is computed."""
+
+from __future__ import annotations
+
+import os
+from typing import ClassVar
+
+import numpy as np
+
+from .. import tiling
+from ..ops import Operation
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (affinity-aware), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class Engine:
+    """Schedules an :class:`~pixelmill.ops.Operation` over an image.
+
+    Subclasses set the capability attributes and, if they run work in parallel, override
+    :meth:`execute`. Engines are context managers; :meth:`close` releases pools and clusters.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Parallel workers; defaults to the number of usable cores. Ignored by serial engines.
+    tile_shape : (int, int), optional
+        Output tile size for tiled engines; automatic when omitted.
+    """
+
+    #: Registry name.
+    name: ClassVar[str] = "base"
+    #: Which implementation of each operation runs: "python", "numpy" or "numba".
+    flavour: ClassVar[str] = "numpy"
+    #: True when the engine runs work in parallel (workers matter).
+    parallel: ClassVar[bool] = False
+    #: True when one image is split into tiles.
+    tiled: ClassVar[bool] = False
+
+    def __init__(self, workers: int | None = None, tile_shape: tuple[int, int] | None = None):
+        self.workers = usable_cores() if workers is None else int(workers)
+        self.tile_shape = tile_shape
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        """Release pools, shared memory and clusters. Safe to call twice."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(workers={self.workers})"
+
+    # -- one image -------------------------------------------------------------------------
+
+    def run(self, op: Operation, image: np.ndarray, *, border: str = "nearest", cval: float = 0.0) -> np.ndarray:
+        """Apply ``op`` to ``image`` with the border rule; returns a new array."""
+        padded = tiling.pad(image, op.halo, border, cval, dtype=op.work_dtype(image.dtype, self.flavour))
+        out = np.empty(image.shape, dtype=op.out_dtype(image.dtype))
+        if out.size:
+            self.execute(op, padded, out)
+        return out
+
+    def execute(self, op: Operation, padded: np.ndarray, out: np.ndarray) -> None:
+        """Fill ``out`` from the padded input. The serial default computes it in one piece."""
+        op.compute(padded, out, self.flavour)
+
+    def run_many(
+        self, ops: list[Operation], image: np.ndarray, *, border: str = "nearest", cval: float = 0.0
+    ) -> list[np.ndarray]:
+        """A filter bank: several operations on one image (decoded once, shared by all).
+
+        The default runs them one after the other; parallel engines may run them at once.
+        """
+        return [self.run(op, image, border=border, cval=cval) for op in ops]
+
+    # -- a library of images -----------------------------------------------------------------
+
+    def map(self, fn, items):
+        """Yield ``fn(item)`` for each item, as each finishes (any order for parallel engines).
+
+        ``fn`` must be a picklable top-level function; it runs a whole image (decode ->
+        operations -> encode) and must not raise (it records its own failure). Parallel
+        engines run whole images in parallel, each worker single-threaded.
+        """
+        for item in items:
+            yield fn(item)
+
+    def tiles_for(self, shape: tuple[int, ...], itemsize: int) -> list[tiling.Tile]:
+        tile_shape = self.tile_shape or tiling.auto_tile_shape(shape, self.workers, itemsize)
+        return tiling.plan_tiles(shape, tile_shape)

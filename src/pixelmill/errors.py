@@ -1,0 +1,50 @@
+"""One error hierarchy for pixelmill.
+
+Every error pixelmill raises on purpose is a :class:`PixelmillError`; each subclass also
+inherits the built-in exception it means, so callers can catch either.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PixelmillError",
+    "InvalidParameterError",
+    "InvalidKernelError",
+    "InvalidImageError",
+    "UnsupportedImageError",
+    "ImageTooLargeError",
+    "MissingDependencyError",
+    "UnsafeOutputError",
+]
+
+
+class PixelmillError(Exception):
+    """Base class of every error pixelmill raises on purpose."""
+
+
+class InvalidParameterError(PixelmillError, ValueError):
+    """A parameter has a value that is not accepted (the message names it)."""
+
+
+class InvalidKernelError(InvalidParameterError):
+    """A kernel is empty, non-numeric, not finite, not 2-D, too large, or unknown."""
+
+
+class InvalidImageError(PixelmillError, ValueError):
+    """An image file or array cannot be read or used (corrupt, truncated, wrong shape)."""
+
+
+class UnsupportedImageError(InvalidImageError):
+    """An image is readable but its mode, dtype or format is not supported."""
+
+
+class ImageTooLargeError(InvalidImageError):
+    """An image has more pixels than the configured limit (decompression-bomb guard)."""
+
+
+class MissingDependencyError(PixelmillError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class UnsafeOutputError(PixelmillError, ValueError):
+    """An output location would overwrite or sit inside the inputs."""

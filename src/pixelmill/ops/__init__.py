@@ -1,0 +1,15 @@
+"""Operations (what to compute) and dtype conversion policies."""
+
+from ._convert import POLICIES, dtype_range, to_dtype
+from ._operations import FLAVOURS, Filter, Invert, Operation, SobelMagnitude
+
+__all__ = [
+    "FLAVOURS",
+    "Operation",
+    "Invert",
+    "Filter",
+    "SobelMagnitude",
+    "POLICIES",
+    "dtype_range",
+    "to_dtype",
+]

@@ -1,0 +1,80 @@
+"""Converting a float result back to an image dtype, by an explicit, named policy.
+
+Nothing here ever wraps around: every integer result is rounded to nearest and clipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidParameterError
+
+__all__ = ["POLICIES", "to_dtype", "dtype_range"]
+
+#: ``clip``: round and clip to the dtype's range; ``abs``: magnitude, then clip (edge filters);
+#: ``shift``: add mid-grey, then clip (shows signed responses); ``normalize``: stretch the result's
+#: min..max onto the full range; ``float32``: keep the float result (TIFF/NPY output).
+POLICIES = ("clip", "abs", "shift", "normalize", "float32")
+
+
+def dtype_range(dtype) -> tuple[float, float]:
+    """The value range an image of ``dtype`` uses: integer limits, [0, 1] for float and bool."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return float(info.min), float(info.max)
+    return 0.0, 1.0
+
+
+def to_dtype(result: np.ndarray, dtype, *, policy: str = "clip") -> np.ndarray:
+    """Convert a float filter result to ``dtype`` with ``policy`` (see :data:`POLICIES`).
+
+    Parameters
+    ----------
+    result : ndarray
+        Float result of a filter.
+    dtype : dtype
+        Target image dtype (uint8, uint16, int16, float32, bool, ...).
+    policy : str
+        One of ``clip``, ``abs``, ``shift``, ``normalize``, ``float32``.
+
+    Raises
+    ------
+    InvalidParameterError
+        For an unknown policy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> to_dtype(np.array([-3.0, 2.5, 300.0]), np.uint8)
+    array([  0,   2, 255], dtype=uint8)
+    >>> to_dtype(np.array([-3.0, 2.6, 300.0]), np.uint8, policy="abs")
+    array([  3,   3, 255], dtype=uint8)
+    """
+    if policy not in POLICIES:
+        raise InvalidParameterError(
+            f"policy {policy!r} is not known; use one of {', '.join(POLICIES)}"
+        )
+    dtype = np.dtype(dtype)
+    if policy == "float32":
+        return np.asarray(result, dtype=np.float32)
+    lo, hi = dtype_range(dtype)
+    x = np.asarray(result, dtype=np.float32)
+    if policy == "abs":
+        x = np.abs(x)
+    elif policy == "shift":
+        x = x + np.float32((lo + hi + (1 if dtype.kind in "iu" else 0)) / 2)
+    elif policy == "normalize":
+        finite = x[np.isfinite(x)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        if high > low:
+            x = (x - np.float32(low)) * np.float32((hi - lo) / (high - low)) + np.float32(lo)
+        else:
+            x = np.full_like(x, lo)
+    if dtype == np.bool_:
+        return np.clip(x, 0, 1) >= 0.5
+    if dtype.kind == "f":
+        return np.clip(x, lo, hi).astype(dtype)
+    out = np.rint(x, out=x if x is not result else None)
+    np.clip(out, lo, hi, out=out)
+    return out.astype(dtype)

@@ -1,0 +1,71 @@
+"""Valid-region correlation of a padded block: ``out[i, j] = sum w[a, b] * block[i + a, j + b]``.
+
+Every flavour computes the same sum; convolution is correlation with the flipped kernel
+(the caller flips it). ``block`` is the padded input (H + kh - 1) x (W + kw - 1) [x C].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def correlate_loops(block: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+    """Reference: nested Python loops over pixels, channels and taps, in float64."""
+    kh, kw = weights.shape
+    h, w = out.shape[:2]
+    channels = out.shape[2] if out.ndim == 3 else None
+    src = block.tolist()
+    taps = [(a, b, float(weights[a, b])) for a in range(kh) for b in range(kw)]
+    result = []
+    for i in range(h):
+        row = []
+        for j in range(w):
+            if channels is None:
+                acc = 0.0
+                for a, b, wt in taps:
+                    acc += wt * src[i + a][j + b]
+                row.append(acc)
+            else:
+                px = []
+                for c in range(channels):
+                    acc = 0.0
+                    for a, b, wt in taps:
+                        acc += wt * src[i + a][j + b][c]
+                    px.append(acc)
+                row.append(px)
+        result.append(row)
+    out[...] = np.asarray(result, dtype=np.float64).reshape(out.shape)
+
+
+def correlate_numpy(
+    block: np.ndarray,
+    weights: np.ndarray,
+    out: np.ndarray,
+    factors: tuple[np.ndarray, np.ndarray] | None = None,
+) -> None:
+    """Vectorised: one whole-array multiply-add per kernel tap, no per-pixel Python.
+
+    A separable kernel runs as a row pass then a column pass (kh + kw taps instead of
+    kh * kw). A general kernel accumulates in float64 so that up to 255 x 255 taps stay
+    within rounding of the float64 reference.
+    """
+    h, w = out.shape[:2]
+    if factors is not None:
+        column, row = factors
+        dtype = out.dtype
+        tmp = np.zeros((block.shape[0], w) + block.shape[2:], dtype=dtype)
+        for b, wt in enumerate(row):
+            tmp += dtype.type(wt) * block[:, b : b + w]
+        acc = np.zeros(out.shape, dtype=dtype)
+        for a, wt in enumerate(column):
+            acc += dtype.type(wt) * tmp[a : a + h]
+        out[...] = acc
+        return
+    kh, kw = weights.shape
+    acc = np.zeros(out.shape, dtype=np.float64)
+    scratch = np.empty(out.shape, dtype=np.float64)
+    for a in range(kh):
+        for b in range(kw):
+            np.multiply(block[a : a + h, b : b + w], weights[a, b], out=scratch)
+            acc += scratch
+    out[...] = acc

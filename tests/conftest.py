@@ -1,0 +1,49 @@
+"""Shared test helpers: an independent oracle (SciPy) and random inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+
+_NP_PAD_MODE = {"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap"}
+
+
+def scipy_filter(image, weights, *, mode="nearest", cval=0.0, convolve=True) -> np.ndarray:
+    """scipy.ndimage.convolve/correlate in float64, per channel.
+
+    SciPy's N-D filters read uninitialised memory for ``mode="reflect"`` on an axis of length 2
+    when the kernel is larger than the image (its own ``correlate1d`` is right). For that case
+    the oracle pads with ``np.pad(mode="symmetric")`` -- NumPy's, not ours -- and filters the
+    padded array in ``constant`` mode, keeping the centre.
+    """
+    img = np.asarray(image, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if img.ndim == 3:
+        return np.stack(
+            [scipy_filter(img[..., c], w, mode=mode, cval=cval, convolve=convolve) for c in range(img.shape[2])],
+            axis=-1,
+        )
+    fn = ndi.convolve if convolve else ndi.correlate
+    if mode == "reflect" and min(img.shape) == 2 and max(w.shape) > 2:
+        ph, pw = w.shape
+        padded = np.pad(img, ((ph, ph), (pw, pw)), mode="symmetric")
+        return fn(padded, w, mode="constant")[ph:-ph, pw:-pw]
+    return fn(img, w, mode=mode, cval=cval)
+
+
+def random_image(rng, shape, dtype):
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return rng.random(shape) > 0.5
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, int(info.max) + 1, size=shape, dtype=dtype)
+    return rng.random(shape).astype(dtype)
+
+
+@pytest.fixture
+def rng(request):
+    # A different, reproducible stream per test.
+    seed = abs(hash(request.node.nodeid)) % (2**32)
+    return np.random.default_rng(seed)
