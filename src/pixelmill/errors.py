@@ -15,6 +15,8 @@ __all__ = [
     "ImageTooLargeError",
     "MissingDependencyError",
     "UnsafeOutputError",
+    "ClusterConnectionError",
+    "EngineError",
 ]
 
 
@@ -48,3 +50,11 @@ class MissingDependencyError(PixelmillError, ImportError):
 
 class UnsafeOutputError(PixelmillError, ValueError):
     """An output location would overwrite or sit inside the inputs."""
+
+
+class ClusterConnectionError(PixelmillError, ConnectionError):
+    """An engine cannot reach the cluster scheduler it was given (the message names the address)."""
+
+
+class EngineError(PixelmillError, RuntimeError):
+    """An engine could not finish its work (a worker process died, a pool broke)."""

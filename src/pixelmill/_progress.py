@@ -1,0 +1,95 @@
+"""Progress for long batches: a rich bar on a terminal, plain periodic lines elsewhere."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class PlainProgress:
+    """One line every ``every`` seconds (and at the end) on stderr, for CI logs and pipes."""
+
+    def __init__(self, label: str, *, every: float = 5.0, stream=None):
+        self.label = label
+        self.every = every
+        self.stream = stream or sys.stderr
+        self.start = time.perf_counter()
+        self.last = self.start
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __call__(self, done: int, total: int, megapixels: float) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.every and done != total:
+            return
+        self.last = now
+        elapsed = max(now - self.start, 1e-9)
+        eta = (total - done) * elapsed / done if done else float("nan")
+        print(
+            f"{self.label}: {done}/{total} images, {megapixels / elapsed:.1f} MP/s, "
+            f"elapsed {elapsed:.0f} s, ETA {eta:.0f} s",
+            file=self.stream,
+            flush=True,
+        )
+
+
+class RichProgress:
+    """A rich progress bar: images done/total, megapixels per second, ETA."""
+
+    def __init__(self, label: str):
+        from rich.progress import (
+            BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("images"),
+            TextColumn("{task.fields[mps]:.1f} MP/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self.label = label
+        self.task = None
+        self.start = time.perf_counter()
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def __call__(self, done: int, total: int, megapixels: float) -> None:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        if self.task is None:
+            self.task = self.progress.add_task(self.label, total=total, mps=0.0)
+        self.progress.update(self.task, completed=done, total=total, mps=megapixels / elapsed)
+
+
+class NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __call__(self, done, total, megapixels):
+        pass
+
+
+def make_progress(label: str, *, quiet: bool = False, stream=None):
+    """The right reporter for where stderr goes."""
+    stream = stream or sys.stderr
+    if quiet:
+        return NoProgress()
+    if stream.isatty():
+        return RichProgress(label)
+    return PlainProgress(label, stream=stream)
