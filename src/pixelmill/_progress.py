@@ -22,15 +22,16 @@ class PlainProgress:
     def __exit__(self, *exc):
         return False
 
-    def __call__(self, done: int, total: int, megapixels: float) -> None:
+    def __call__(self, done: int, total: int, megapixels: float | None) -> None:
         now = time.perf_counter()
         if now - self.last < self.every and done != total:
             return
         self.last = now
         elapsed = max(now - self.start, 1e-9)
         eta = (total - done) * elapsed / done if done else float("nan")
+        rate = f"{megapixels / elapsed:.1f} MP/s, " if megapixels is not None else ""
         print(
-            f"{self.label}: {done}/{total} images, {megapixels / elapsed:.1f} MP/s, "
+            f"{self.label}: {done}/{total} images, {rate}"
             f"elapsed {elapsed:.0f} s, ETA {eta:.0f} s",
             file=self.stream,
             flush=True,
@@ -71,7 +72,7 @@ class RichProgress:
         elapsed = max(time.perf_counter() - self.start, 1e-9)
         if self.task is None:
             self.task = self.progress.add_task(self.label, total=total, mps=0.0)
-        self.progress.update(self.task, completed=done, total=total, mps=megapixels / elapsed)
+        self.progress.update(self.task, completed=done, total=total, mps=(megapixels or 0.0) / elapsed)
 
 
 class NoProgress:

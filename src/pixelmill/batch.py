@@ -96,8 +96,8 @@ class BatchResult:
 
     @property
     def summary(self) -> dict:
-        done = [i for i in self.items if i["status"] == "done"]
-        pixels = sum(i.get("pixels") or 0 for i in done)
+        # Megapixels of input processed: an image run through three ops counts once.
+        pixels = sum({i["input"]: i.get("pixels") or 0 for i in self.items if i["status"] == "done"}.values())
         return {
             "done": self.count("done"),
             "skipped": self.count("skipped"),
@@ -428,7 +428,7 @@ def run_batch(inputs, outdir, settings: RunSettings, *, progress=None) -> BatchR
             for rec in records:
                 if rec["status"] == "done":
                     journal_fh.write(json.dumps(rec) + "\n")
-                    megapixels += (rec.get("pixels") or 0) / 1e6 / len(s.ops)
+            megapixels += max((r.get("pixels") or 0 for r in records if r["status"] == "done"), default=0) / 1e6
             journal_fh.flush()
             result.items.extend(records)
             done_tasks += 1

@@ -194,7 +194,7 @@ def sample_library(directory, count, seed, max_pixels, quiet):
         with make_progress("sample-library", quiet=quiet) as progress:
             paths = write_sample_library(
                 directory, count=count, seed=seed, max_pixels=max_pixels,
-                progress=lambda i, total, path: progress(i, total, 0.0),
+                progress=lambda i, total, path: progress(i, total, None),
             )
     except PixelmillError as exc:
         _fail(str(exc))

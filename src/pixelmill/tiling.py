@@ -66,12 +66,27 @@ def pad(image: np.ndarray, halo: Halo, border: str, cval: float = 0.0, dtype=Non
     h, w = image.shape[:2]
     if not any(halo):
         return image.astype(dtype, copy=False)
-    rows = border_indices(h, top, bottom, border)
-    cols = border_indices(w, left, right, border)
-    if border != "constant":
-        return image[np.ix_(rows, cols)].astype(dtype, copy=False)
-    out = np.full((h + top + bottom, w + left + right) + image.shape[2:], cval, dtype=dtype)
+    # Copy the image once into the centre, then fill only the border strips: a gather of the
+    # whole image through index arrays costs ten times more on a 24 MP photo.
+    out = np.empty((h + top + bottom, w + left + right) + image.shape[2:], dtype=dtype)
     out[top : top + h, left : left + w] = image
+    if border == "constant":
+        out[:top] = cval
+        out[top + h :] = cval
+        out[:, :left] = cval
+        out[:, left + w :] = cval
+        return out
+    rows = border_indices(h, top, bottom, border)
+    cols = border_indices(w, left, right, border) + left  # columns of `out`
+    if top:
+        out[:top, left : left + w] = image[rows[:top]]
+    if bottom:
+        out[top + h :, left : left + w] = image[rows[top + h :]]
+    # Full height, so the corners take the row rule then the column rule.
+    if left:
+        out[:, :left] = out[:, cols[:left]]
+    if right:
+        out[:, left + w :] = out[:, cols[left + w :]]
     return out
 
 

@@ -1,0 +1,53 @@
+"""The ``numba`` engine: JIT-compiled kernels, parallel over row strips of one image."""
+
+from __future__ import annotations
+
+import numba
+
+from ._base import Engine
+
+
+class NumbaEngine(Engine):
+    """Numba-compiled operations (the ``numba`` flavour), multi-threaded within each image.
+
+    ``execute`` runs the operation on the whole padded image with numba's own thread pool,
+    one strip of output rows per thread. Results are bit-identical for every ``workers``
+    value: each output sample is computed by the same arithmetic whichever thread owns it.
+
+    The kernels are compiled on first use (a few seconds) and cached on disk, so later
+    processes load them instead of compiling again.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Threads for one image; defaults to the usable cores. Capped at
+        ``numba.config.NUMBA_NUM_THREADS`` (numba's pool size, fixed when it starts; set the
+        ``NUMBA_NUM_THREADS`` environment variable to allow more).
+    tile_shape : (int, int), optional
+        Unused: this engine does not tile.
+
+    Notes
+    -----
+    :meth:`map` (a library of images) is the serial one from :class:`Engine`: images run one
+    after the other and each uses ``workers`` threads. Running several images at once is
+    left to the batch layer, which can combine this engine with a process pool.
+
+    The thread count is numba's per-thread setting: ``execute`` sets it for the call and
+    restores the previous value afterwards, so it does not leak into other numba code.
+    Calling it from several Python threads at once needs numba's ``omp`` or ``tbb`` threading
+    layer (``workqueue``, the fallback when neither is installed, is not thread-safe).
+    """
+
+    name = "numba"
+    flavour = "numba"
+    parallel = True
+
+    def execute(self, op, padded, out):
+        """Fill ``out`` from ``padded`` with ``self.workers`` numba threads."""
+        threads = max(1, min(self.workers, numba.config.NUMBA_NUM_THREADS))
+        previous = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            op.compute(padded, out, self.flavour)
+        finally:
+            numba.set_num_threads(previous)

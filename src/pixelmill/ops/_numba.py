@@ -1,0 +1,306 @@
+"""The ``numba`` flavour: JIT-compiled, multi-threaded invert and valid-region correlation.
+
+Same semantics as the NumPy flavour (:mod:`._invert`, :mod:`._correlate`), and the same order
+of floating-point operations per output sample, so the two flavours give equal values (the
+only possible bit difference is the sign of a zero result):
+
+* separable kernels (``factors = (column, row)``): a row pass then a column pass, both in the
+  work dtype (float32), each summing its taps in index order starting from the first tap;
+* general kernels: every tap ``float64(x) * w[a, b]`` added in row-major tap order into a
+  float64 accumulator, rounded to the output dtype once at the end.
+
+Layout: ``block`` (the padded input) and ``out`` are handled as 2-D ``rows x (W * C)`` views,
+so a tap ``b`` columns to the right is ``b * C`` samples further along the same contiguous row
+and channels are the fastest-varying index. Output rows are split into one strip per thread
+(``prange``); inside a strip the work goes column chunk by column chunk, down the rows, so the
+few input rows a chunk needs stay in cache, and inner loops run over contiguous samples (they
+compile to AVX2/SSE vector code). The separable path keeps only a ring buffer of
+``kh`` row-pass results per chunk instead of a whole float32 intermediate image.
+
+Threads: the kernels run on ``numba.get_num_threads()`` threads; the numba engine sets that
+from its ``workers``. Functions are compiled on first use and cached on disk
+(``cache=True``, in ``__pycache__`` next to this file), so later processes load them instead of
+recompiling. This module imports numba at the top; it is itself imported only when the
+``numba`` flavour is used (see :mod:`._operations`).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+__all__ = ["invert_numba", "correlate_numba"]
+
+# Column-chunk sizes, in samples (W * C units). Measured on AVX2 with 32 KiB L1 / 512 KiB L2
+# per core; results never depend on them (every sample has the same arithmetic).
+
+#: General path: a float64 accumulator of this length (16 KiB, stays in L1) per thread, and
+#: ``kh`` input rows of about this length, reused by consecutive output rows.
+CHUNK = 2048
+#: Separable path: the ring of ``kh`` float32 row-pass results per thread is kept near this
+#: size (in L2). Wide chunks matter here: reading the input in long row runs is what keeps this
+#: memory-bound pass fast.
+RING_BYTES = 256 << 10
+
+
+_jit = numba.njit(parallel=True, cache=True, fastmath=False)
+_jit_serial = numba.njit(cache=True, fastmath=False)
+
+
+# -- invert ------------------------------------------------------------------------------------
+
+
+@_jit
+def _invert_integer(src, dst):
+    # Two's complement: ~x is max - x for unsigned and -1 - x for signed integers. Storing
+    # truncates the (possibly widened) result back to the array's width, same bits.
+    for k in prange(src.shape[0]):
+        dst[k] = ~src[k]
+
+
+@_jit
+def _invert_bool(src, dst):
+    for k in prange(src.shape[0]):
+        dst[k] = not src[k]
+
+
+@_jit
+def _invert_float(src, dst, one):
+    # ``one`` has the image dtype, so float32 images subtract in float32, like NumPy.
+    for k in prange(src.shape[0]):
+        dst[k] = one - src[k]
+
+
+def invert_numba(block: np.ndarray, out: np.ndarray) -> None:
+    """``out = invert(block)`` in the image dtype: unsigned ``max - x``, signed ``-1 - x``,
+    float ``1 - x``, bool ``not x``; bit-identical to :func:`._invert.invert_numpy`.
+
+    Parameters
+    ----------
+    block : ndarray
+        Input samples, any shape (the operation has no halo).
+    out : ndarray
+        Same shape and dtype as ``block``; written in place.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = np.empty((1, 3), dtype=np.uint8)
+    >>> invert_numba(np.array([[0, 100, 255]], dtype=np.uint8), out)
+    >>> out
+    array([[255, 155,   0]], dtype=uint8)
+    """
+    src = np.ascontiguousarray(block).reshape(-1)
+    # Work on a flat view of ``out`` when it has one, else on a scratch copy (a tile view).
+    dst = out.reshape(-1) if out.flags.c_contiguous else np.empty(src.shape, dtype=out.dtype)
+    kind = block.dtype.kind
+    if kind == "b":
+        _invert_bool(src, dst)
+    elif kind in "iu":
+        _invert_integer(src, dst)
+    else:
+        _invert_float(src, dst, block.dtype.type(1))
+    if not out.flags.c_contiguous:
+        out[...] = dst.reshape(out.shape)
+
+
+# -- correlate ---------------------------------------------------------------------------------
+
+
+@_jit_serial
+def _sweep(dst, m, first, x0, w0, x1, w1, x2, w2, x3, w3, taps):
+    """Add ``taps`` (1 to 4) weighted rows into ``dst[:m]``, one after the other, in order;
+    ``first``: start from the first product (the running sum is zero)."""
+    # One sweep for up to four taps keeps the running sum in a register between them; the
+    # order of the additions is unchanged, so this is exactly a tap-at-a-time sum.
+    if taps == 4:
+        if first:
+            for k in range(m):
+                dst[k] = ((w0 * x0[k] + w1 * x1[k]) + w2 * x2[k]) + w3 * x3[k]
+        else:
+            for k in range(m):
+                dst[k] = (((dst[k] + w0 * x0[k]) + w1 * x1[k]) + w2 * x2[k]) + w3 * x3[k]
+    elif taps == 3:
+        if first:
+            for k in range(m):
+                dst[k] = (w0 * x0[k] + w1 * x1[k]) + w2 * x2[k]
+        else:
+            for k in range(m):
+                dst[k] = ((dst[k] + w0 * x0[k]) + w1 * x1[k]) + w2 * x2[k]
+    elif taps == 2:
+        if first:
+            for k in range(m):
+                dst[k] = w0 * x0[k] + w1 * x1[k]
+        else:
+            for k in range(m):
+                dst[k] = (dst[k] + w0 * x0[k]) + w1 * x1[k]
+    elif first:
+        for k in range(m):
+            dst[k] = w0 * x0[k]
+    else:
+        for k in range(m):
+            dst[k] = dst[k] + w0 * x0[k]
+
+
+@_jit_serial
+def _row_pass(src, start, weights, step, dst, m):
+    """``dst[k] = sum_b weights[b] * src[start + b * step + k]`` for ``k < m``, taps in order."""
+    # Slices indexed from 0 let LLVM drop numba's negative-index wraparound test, which would
+    # otherwise turn every vector load into a gather of single elements.
+    kw = weights.shape[0]
+    last = kw - 1
+    for b in range(0, kw, 4):
+        # Unused taps of the last sweep just repeat the last one (never added).
+        b1, b2, b3 = min(b + 1, last), min(b + 2, last), min(b + 3, last)
+        o0, o1, o2, o3 = start + b * step, start + b1 * step, start + b2 * step, start + b3 * step
+        _sweep(
+            dst, m, b == 0,
+            src[o0 : o0 + m], weights[b],
+            src[o1 : o1 + m], weights[b1],
+            src[o2 : o2 + m], weights[b2],
+            src[o3 : o3 + m], weights[b3],
+            min(4, kw - b),
+        )
+
+
+@_jit_serial
+def _column_pass(ring, top, weights, dst, m):
+    """``dst[k] = sum_a weights[a] * ring[(top + a) % kh, k]`` for ``k < m``, taps in order."""
+    kh = weights.shape[0]
+    last = kh - 1
+    for a in range(0, kh, 4):
+        a1, a2, a3 = min(a + 1, last), min(a + 2, last), min(a + 3, last)
+        _sweep(
+            dst, m, a == 0,
+            ring[(top + a) % kh, :m], weights[a],
+            ring[(top + a1) % kh, :m], weights[a1],
+            ring[(top + a2) % kh, :m], weights[a2],
+            ring[(top + a3) % kh, :m], weights[a3],
+            min(4, kh - a),
+        )
+
+
+@_jit
+def _correlate_separable(block, column, row, out, step, n_strips, chunk):
+    h, n = out.shape
+    kh = column.shape[0]
+    width = min(chunk, n)
+    for s in prange(n_strips):
+        r0 = s * h // n_strips
+        r1 = (s + 1) * h // n_strips
+        # Row-pass results of input rows r .. r + kh - 1, input row r kept in slot r % kh.
+        ring = np.empty((kh, width), dtype=out.dtype)
+        for c0 in range(0, n, chunk):
+            m = min(chunk, n - c0)
+            for r in range(r0, r0 + kh - 1):
+                _row_pass(block[r], c0, row, step, ring[r % kh], m)
+            for i in range(r0, r1):
+                r = i + kh - 1
+                _row_pass(block[r], c0, row, step, ring[r % kh], m)
+                _column_pass(ring, i, column, out[i, c0 : c0 + m], m)
+
+
+@_jit
+def _correlate_general(block, weights, out, step, n_strips, chunk):
+    h, n = out.shape
+    kh, kw = weights.shape
+    width = min(chunk, n)
+    for s in prange(n_strips):
+        r0 = s * h // n_strips
+        r1 = (s + 1) * h // n_strips
+        acc = np.empty(width, dtype=np.float64)
+        # Chunk outer, rows inner: consecutive output rows share kh - 1 input rows, still cached.
+        for c0 in range(0, n, chunk):
+            m = min(chunk, n - c0)
+            for i in range(r0, r1):
+                for k in range(m):
+                    acc[k] = 0.0
+                for a in range(kh):
+                    src = block[i + a]
+                    b = 0
+                    # Four taps per sweep over ``acc`` (a quarter of the loads and stores),
+                    # still added one after the other, in tap order.
+                    while b + 4 <= kw:
+                        w0, w1 = weights[a, b], weights[a, b + 1]
+                        w2, w3 = weights[a, b + 2], weights[a, b + 3]
+                        o = c0 + b * step
+                        x0 = src[o : o + m]
+                        x1 = src[o + step : o + step + m]
+                        x2 = src[o + 2 * step : o + 2 * step + m]
+                        x3 = src[o + 3 * step : o + 3 * step + m]
+                        for k in range(m):
+                            t = acc[k] + np.float64(x0[k]) * w0
+                            t = t + np.float64(x1[k]) * w1
+                            t = t + np.float64(x2[k]) * w2
+                            acc[k] = t + np.float64(x3[k]) * w3
+                        b += 4
+                    while b < kw:
+                        wt = weights[a, b]
+                        x = src[c0 + b * step : c0 + b * step + m]
+                        for k in range(m):
+                            acc[k] += np.float64(x[k]) * wt
+                        b += 1
+                dst = out[i, c0 : c0 + m]
+                for k in range(m):
+                    dst[k] = acc[k]
+
+
+def _strips(h: int, kh: int) -> int:
+    """One strip of output rows per thread; fewer when strips would be shorter than the kernel
+    (the separable path recomputes ``kh - 1`` row-pass rows at the top of each strip)."""
+    threads = numba.get_num_threads()
+    return max(1, min(threads, h // max(1, 2 * kh)))
+
+
+def correlate_numba(
+    block: np.ndarray,
+    weights: np.ndarray,
+    out: np.ndarray,
+    factors: tuple[np.ndarray, np.ndarray] | None = None,
+) -> None:
+    """Valid-region correlation ``out[i, j] = sum w[a, b] * block[i + a, j + b]``, per channel.
+
+    Same contract and, operation for operation, the same arithmetic as
+    :func:`._correlate.correlate_numpy`.
+
+    Parameters
+    ----------
+    block : ndarray
+        Padded input, (H + kh - 1) x (W + kw - 1) [x C], float32 (the numba work dtype).
+    weights : ndarray
+        kh x kw float64 weights (already flipped for convolution).
+    out : ndarray
+        H x W [x C] float32, written in place.
+    factors : (ndarray, ndarray), optional
+        ``(column, row)`` with ``outer(column, row) == weights``: run as a row pass then a
+        column pass in ``out.dtype``. Without it, each output sample accumulates in float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> block = np.array([[0, 0, 10, 40, 40]], dtype=np.float32)
+    >>> out = np.empty((1, 3), dtype=np.float32)
+    >>> correlate_numba(block, np.array([[-0.5, 0.0, 0.5]]), out)
+    >>> out
+    array([[ 5., 20., 15.]], dtype=float32)
+    """
+    h = out.shape[0]
+    channels = out.shape[2] if out.ndim == 3 else 1
+    kh, kw = weights.shape
+    src = np.ascontiguousarray(block).reshape(block.shape[0], -1)
+    contiguous = out.flags.c_contiguous
+    dst = out.reshape(h, -1) if contiguous else np.empty((h, out[0].size), dtype=out.dtype)
+    n_strips = _strips(h, kh)
+    if factors is not None:
+        column, row = factors
+        # The NumPy flavour multiplies by dtype.type(wt): round the factors the same way.
+        column = np.ascontiguousarray(column, dtype=out.dtype)
+        row = np.ascontiguousarray(row, dtype=out.dtype)
+        chunk = max(CHUNK, RING_BYTES // (kh * dst.itemsize))
+        _correlate_separable(src, column, row, dst, channels, n_strips, chunk)
+    else:
+        weights = np.ascontiguousarray(weights, dtype=np.float64)
+        _correlate_general(src, weights, dst, channels, n_strips, CHUNK)
+    if not contiguous:
+        out[...] = dst.reshape(out.shape)
