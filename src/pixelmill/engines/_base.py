@@ -93,6 +93,11 @@ class Engine:
         for item in items:
             yield fn(item)
 
+    @classmethod
+    def maps_in_parallel(cls) -> bool:
+        """True when :meth:`map` runs images in parallel (the engine overrides it)."""
+        return cls.map is not Engine.map
+
     def tiles_for(self, shape: tuple[int, ...], itemsize: int) -> list[tiling.Tile]:
         tile_shape = self.tile_shape or tiling.auto_tile_shape(shape, self.workers, itemsize)
         return tiling.plan_tiles(shape, tile_shape)
