@@ -21,6 +21,8 @@ __all__ = [
     "pad",
     "plan_tiles",
     "auto_tile_shape",
+    "bank_layout",
+    "window",
 ]
 
 #: SciPy's border-mode names, in the order the docs list them.
@@ -140,3 +142,39 @@ def auto_tile_shape(shape: tuple[int, ...], workers: int, itemsize: int = 4) -> 
     rows_by_bytes = max(1, TARGET_TILE_BYTES // row_bytes)
     rows_by_workers = max(1, math.ceil(h / (4 * max(1, workers))))
     return min(h, rows_by_bytes, rows_by_workers) or 1, w
+
+
+def bank_layout(
+    ops: list, image: np.ndarray, border: str, cval: float, flavour: str
+) -> tuple[list[np.ndarray], list[tuple[int, int, int]]]:
+    """Pad ``image`` once per work dtype for a filter bank.
+
+    Returns the padded inputs and, per operation, ``(input index, row offset, column offset)``:
+    the operation's own padded input is the window of that input starting at the offset (see
+    :func:`window`).
+
+    Why one pad serves every operation: :func:`pad` places image row ``i`` at padded row
+    ``i + top`` and fills the margin from :func:`border_indices`, whose value at a
+    position does not depend on how wide the margin is. Padding with the union of the halos
+    and skipping ``union_top - top`` rows (``union_left - left`` columns) therefore gives
+    exactly the array that padding with the operation's own halo gives.
+    """
+    groups: dict[np.dtype, list[int]] = {}
+    for k, op in enumerate(ops):
+        groups.setdefault(np.dtype(op.work_dtype(image.dtype, flavour)), []).append(k)
+    inputs: list[np.ndarray] = []
+    placements: list[tuple[int, int, int]] = [(0, 0, 0)] * len(ops)
+    for dtype, members in groups.items():
+        halos = [ops[k].halo for k in members]
+        union = tuple(max(h[i] for h in halos) for i in range(4))
+        inputs.append(pad(image, union, border, cval, dtype=dtype))
+        for k in members:
+            top, _, left, _ = ops[k].halo
+            placements[k] = (len(inputs) - 1, union[0] - top, union[2] - left)
+    return inputs, placements
+
+
+def window(padded: np.ndarray, dr: int, dc: int, halo, shape: tuple[int, ...]) -> np.ndarray:
+    """The view of a bank input that is the padded input of one operation (no copy)."""
+    top, bottom, left, right = halo
+    return padded[dr : dr + shape[0] + top + bottom, dc : dc + shape[1] + left + right]
