@@ -122,3 +122,14 @@ def test_map_runs_every_item(name, engines):
 def test_public_api_accepts_every_engine(name, rng):
     image = random_image(rng, (6, 5), np.uint8)
     np.testing.assert_array_equal(pixelmill.invert(image, engine=name, workers=1), 255 - image)
+
+
+def test_missing_dependency_names_the_extra(monkeypatch):
+    from pixelmill.engines import ENGINES
+
+    monkeypatch.setitem(ENGINES, "fancy", ("pixelmill.engines._serial", "NumpyEngine", ("no_such_module_xyz",), "fancy"))
+    assert "fancy" not in pixelmill.available_engines()
+    with pytest.raises(pixelmill.MissingDependencyError, match=r"pip install 'pixelmill\[fancy\]'"):
+        make_engine("fancy")
+    with pytest.raises(ImportError):
+        pixelmill.invert(np.zeros((2, 2), np.uint8), engine="fancy")
