@@ -14,7 +14,7 @@ array([[ 1.,  0., -1.],
 True
 >>> round(float(kernels.gaussian(5, 1.0).weights.sum()), 12)
 1.0
->>> kernels.parse("1 2 1; 2 4 2; 1 2 1", normalize=True).weights[1, 1]
+>>> float(kernels.parse("1 2 1; 2 4 2; 1 2 1", normalize=True).weights[1, 1])
 0.25
 """
 
