@@ -132,3 +132,23 @@ def test_python_dash_m_entry_point(library, tmp_path):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["done"] == 2 and summary["failed"] == 0
+
+
+@pytest.mark.parametrize("channels,mode", [(4, "RGBA"), (2, "LA")])
+def test_filters_leave_alpha_untouched(tmp_path, rng, channels, mode):
+    src = rng.integers(0, 256, (15, 12, channels), dtype=np.uint8)
+    Image.fromarray(src, mode=mode).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    res = invoke("run", tmp_path / "a.png", "-o", out, "--op", "gaussian", "--op", "invert", "-q")
+    assert res.exit_code == 0, res.output
+    color = src[..., :-1] if channels == 4 else src[..., 0]
+    blurred = np.asarray(Image.open(out / "gaussian-5-1" / "a.png"))
+    inverted = np.asarray(Image.open(out / "invert" / "a.png"))
+    for got in (blurred, inverted):
+        assert got.shape == src.shape
+        np.testing.assert_array_equal(got[..., -1], src[..., -1])
+    np.testing.assert_array_equal(inverted[..., :-1].squeeze(-1) if channels == 2 else inverted[..., :-1],
+                                  255 - color)
+    expected = np.clip(np.rint(scipy_filter(color, pixelmill.kernels.gaussian(5, 1.0).weights)), 0, 255)
+    got_color = blurred[..., 0] if channels == 2 else blurred[..., :-1]
+    assert np.abs(got_color.astype(float) - expected).max() <= 1

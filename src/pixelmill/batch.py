@@ -249,23 +249,29 @@ def run_task(task: Task, outdir: str) -> list[dict]:
         return [_record(task.input, st, outdir, "failed", reason) for st in task.steps]
     decode = time.perf_counter() - t0
     pixels = int(image.data.shape[0] * image.data.shape[1])
-    with make_engine(task.inner_engine, task.inner_workers, **_engine_options(s, inner=True)) as engine:
-        for step in task.steps:
-            timings = {"decode": round(decode, 6)}
-            decode = 0.0  # the decode is shared: charge it to the first output only
-            try:
-                t1 = time.perf_counter()
-                result = _apply(engine, step.op, image, s)
-                timings["compute"] = round(time.perf_counter() - t1, 6)
-                t2 = time.perf_counter()
-                fmt = s.format or EXTENSION_FORMAT.get(Path(step.output).suffix.lower())
-                write_image(step.output, result, format=fmt, quality=s.quality, like=image)
-                timings["encode"] = round(time.perf_counter() - t2, 6)
-                rec = _record(task.input, step, outdir, "done", None, timings=timings, pixels=pixels)
-                rec["size"] = os.stat(step.output).st_size
-            except Exception as exc:
-                rec = _record(task.input, step, outdir, "failed", _one_line(exc), timings=timings)
-            records.append(rec)
+    ops = [step.op for step in task.steps]
+    t1 = time.perf_counter()
+    try:
+        # The filter bank: every op reads the one decoded image; parallel engines run them at once.
+        engine = _inner_engine(task.inner_engine, task.inner_workers, s)
+        results = _apply_bank(engine, ops, image, s)
+    except Exception as exc:
+        reason = _one_line(exc)
+        return [_record(task.input, st, outdir, "failed", reason) for st in task.steps]
+    compute = (time.perf_counter() - t1) / len(ops)  # the bank's time, shared evenly
+    for step, result in zip(task.steps, results):
+        timings = {"decode": round(decode, 6), "compute": round(compute, 6)}
+        decode = 0.0  # the decode is shared: charge it to the first output only
+        try:
+            t2 = time.perf_counter()
+            fmt = s.format or EXTENSION_FORMAT.get(Path(step.output).suffix.lower())
+            write_image(step.output, result, format=fmt, quality=s.quality, like=image)
+            timings["encode"] = round(time.perf_counter() - t2, 6)
+            rec = _record(task.input, step, outdir, "done", None, timings=timings, pixels=pixels)
+            rec["size"] = os.stat(step.output).st_size
+        except Exception as exc:
+            rec = _record(task.input, step, outdir, "failed", _one_line(exc), timings=timings)
+        records.append(rec)
     return records
 
 
@@ -277,13 +283,34 @@ def raise_lying_extension(path: str, promised: str, actual: str):
     )
 
 
-def _apply(engine, op: Operation, image, s: RunSettings):
-    """Run ``op`` on the colour channels; alpha is carried through untouched."""
+#: Within-image engines, kept for the life of the process: a pool starts once per batch (or
+#: per worker process), not once per image.
+_INNER_ENGINES: dict[tuple, object] = {}
+
+
+def _inner_engine(name: str, workers: int, s: RunSettings):
+    key = (name, workers, s.tile_shape)
+    if key not in _INNER_ENGINES:
+        _INNER_ENGINES[key] = make_engine(name, workers, **_engine_options(s, inner=True))
+    return _INNER_ENGINES[key]
+
+
+def close_inner_engines() -> None:
+    """Close the cached within-image engines (pools, shared memory) of this process."""
+    while _INNER_ENGINES:
+        _, engine = _INNER_ENGINES.popitem()
+        engine.close()
+
+
+def _apply_bank(engine, ops: list[Operation], image, s: RunSettings):
+    """Run ``ops`` on the colour channels; alpha is carried through untouched."""
     color = image.color
-    result = engine.run(op, color, border=s.border, cval=s.cval)
-    if result.dtype != color.dtype:
-        result = to_dtype(result, color.dtype, policy=s.policy or op.default_policy)
-    return image.with_color(result)
+    outputs = []
+    for op, result in zip(ops, engine.run_many(ops, color, border=s.border, cval=s.cval)):
+        if result.dtype != color.dtype:
+            result = to_dtype(result, color.dtype, policy=s.policy or op.default_policy)
+        outputs.append(image.with_color(result))
+    return outputs
 
 
 def _one_line(exc: BaseException) -> str:
@@ -422,18 +449,21 @@ def run_batch(inputs, outdir, settings: RunSettings, *, progress=None) -> BatchR
     outdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     done_tasks, megapixels = 0, 0.0
-    with open(outdir / JOURNAL_NAME, "a", encoding="utf-8") as journal_fh, \
-            make_engine(across, across_workers, **_engine_options(s)) as engine:
-        for records in engine.map(_task_runner, [(t, str(outdir)) for t in tasks]):
-            for rec in records:
-                if rec["status"] == "done":
-                    journal_fh.write(json.dumps(rec) + "\n")
-            megapixels += max((r.get("pixels") or 0 for r in records if r["status"] == "done"), default=0) / 1e6
-            journal_fh.flush()
-            result.items.extend(records)
-            done_tasks += 1
-            if progress:
-                progress(done_tasks, len(tasks), megapixels)
+    try:
+        with open(outdir / JOURNAL_NAME, "a", encoding="utf-8") as journal_fh, \
+                make_engine(across, across_workers, **_engine_options(s)) as engine:
+            for records in engine.map(_task_runner, [(t, str(outdir)) for t in tasks]):
+                for rec in records:
+                    if rec["status"] == "done":
+                        journal_fh.write(json.dumps(rec) + "\n")
+                megapixels += max((r.get("pixels") or 0 for r in records if r["status"] == "done"), default=0) / 1e6
+                journal_fh.flush()
+                result.items.extend(records)
+                done_tasks += 1
+                if progress:
+                    progress(done_tasks, len(tasks), megapixels)
+    finally:
+        close_inner_engines()
     result.seconds = time.perf_counter() - started
     write_manifest(result, s)
     return result
