@@ -215,5 +215,10 @@ def sheet(outdir, max_rows):
     click.echo(f"contact sheet: {path}")
 
 
+from .bench._cli import bench as _bench  # noqa: E402 - click only; the harness loads on use
+
+main.add_command(_bench)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,35 @@
+"""``pixelmill bench``: the benchmark harness.
+
+Five suites (:data:`SUITES`) time pixelmill's engines against each other and against other
+libraries, check every result against a reference, and write ``results.csv``,
+``results.json``, one PNG plot per suite and a ``report.md`` that states the conclusions.
+Names are loaded on first use, so ``pixelmill --help`` does not pay for the harness.
+
+>>> from pixelmill.bench import SUITES, BenchOptions
+>>> list(SUITES)
+['invert-scaling', 'convolve-speedup', 'filter-bank', 'peers', 'batch']
+>>> BenchOptions(quick=True).resolved()["sizes"]
+[1, 2, 4, 8, 12]
+"""
+
+import importlib
+
+_WHERE = {
+    "SUITES": "_runner", "BenchRun": "_runner", "run_bench": "_runner",
+    "BenchOptions": "_harness", "MemoryProbe": "_harness", "measure": "_harness",
+    "Record": "_records", "RECORD_FIELDS": "_records", "load_results": "_records",
+    "rerender": "_report",
+    "TARGETS": "_targets", "compute_targets": "_targets",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,237 @@
+"""Suite ``convolve-speedup``: a Gaussian and an edge filter on one large image, over worker counts.
+
+Every parallel engine filters the same large RGB image (``Engine.run``, border ``nearest``)
+with 1, 2, ... N workers; ``numpy`` runs once as the serial baseline. Speedup and parallel
+efficiency are given against the engine's own one-worker run and against NumPy, and Amdahl's
+law ``T(p) = T1 * ((1 - f) + f / p)`` is fitted to each engine's times (least squares on
+``T = a + b / p``; the parallel fraction is ``f = b / (a + b)``). With only two worker counts
+the fit is exact, not a test of the law.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._harness import Group, apply_measurement, measure
+from ._records import Record
+
+NAME = "convolve-speedup"
+TITLE = "Filtering one large image: speedup over worker counts"
+TARGET = "pixelmill.bench._convolve_speedup:run_method"
+
+
+def ops_for(opts) -> list[str]:
+    return [f"gaussian:size={opts['gaussian_size']},sigma={opts['sigma']:g}", "sobel"]
+
+
+def parallel_engines(opts) -> list[str]:
+    from ..engines import get_engine_class
+
+    return [e for e in opts["engines"] if e not in ("loops", "numpy") and get_engine_class(e).parallel]
+
+
+def plan(ctx) -> list[Group]:
+    o = ctx.opts
+    image = ctx.image(o["image_mp"])
+    ops = ops_for(o)
+    refs = {spec: ctx.reference(image, spec) for spec in ops}
+    ctx.inputs[NAME] = f"{image['source']}; filters {', '.join(ops)}; worker counts {', '.join(map(str, o['workers']))}"
+    base = dict(ctx.spec_common(), suite=NAME, image=image["npy"], mp=image["mp"], ops=ops, refs=refs)
+    groups = []
+    if "numpy" in o["engines"]:
+        groups.append(Group(NAME, "numpy", "engine", TARGET, dict(base, method="numpy", kind="engine", workers=[1])))
+    for engine in parallel_engines(o):
+        groups.append(Group(NAME, engine, "engine", TARGET, dict(base, method=engine, kind="engine", workers=o["workers"])))
+    return groups
+
+
+def run_method(spec: dict) -> list[Record]:
+    from ..engines import make_engine
+    from ._library import load_array, max_mean_abs
+    from ._ops import BORDER, make_op
+
+    image = load_array(spec["image"])
+    records = []
+    for op_spec in spec["ops"]:
+        op = make_op(op_spec)
+        ref = spec["refs"][op_spec]
+        reference = load_array(ref["npy"], mmap=True)
+        for w in spec["workers"]:
+            with make_engine(spec["method"], w) as engine:
+                m = measure(lambda: engine.run(op, image, border=BORDER), repeats=spec["repeats"],
+                            warmup=spec["warmup"], budget_s=spec["budget_s"])
+            rec = Record(suite=NAME, method=spec["method"], kind="engine", case=op.label, size=spec["mp"],
+                         size_unit="MP", workers=w)
+            apply_measurement(rec, m, megapixels=spec["mp"])
+            rec.set_check(max_mean_abs(m.result, reference), tolerance=ref["tolerance"], reference=ref["name"])
+            rec.notes = "Engine.run on the whole image; warm-up run includes pool start-up/JIT (warmup_s)"
+            m.result = None
+            records.append(rec)
+    return records
+
+
+# -- analysis --------------------------------------------------------------------------------------------
+
+
+def amdahl_fit(workers: list[int], times: list[float]) -> dict | None:
+    """Least-squares fit of ``T(p) = a + b / p``: parallel fraction ``f``, serial time, R^2.
+
+    Examples
+    --------
+    >>> fit = amdahl_fit([1, 2, 4], [10.0, 6.0, 4.0])
+    >>> round(fit["parallel_fraction"], 3), round(fit["max_speedup"], 2)
+    (0.8, 5.0)
+    """
+    if len(workers) < 2:
+        return None
+    x = 1.0 / np.asarray(workers, dtype=float)
+    y = np.asarray(times, dtype=float)
+    A = np.stack([np.ones_like(x), x], axis=1)
+    (a, b), *_ = np.linalg.lstsq(A, y, rcond=None)
+    a, b = float(a), float(b)
+    if a + b <= 0:
+        return None
+    f = min(1.0, max(0.0, b / (a + b)))
+    pred = a + b * x
+    ss_res = float(np.sum((y - pred) ** 2))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    return {
+        "serial_s": a, "parallel_s": b, "parallel_fraction": f,
+        "max_speedup": (1.0 / (1.0 - f)) if f < 1 else float("inf"),
+        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0,
+        "points": len(workers), "exact": len(workers) == 2,
+    }
+
+
+def _table(records):
+    """{(engine, case): {workers: record}}."""
+    out: dict = {}
+    for r in records:
+        if r.status == "ok" and r.median_s:
+            out.setdefault((r.method, r.case), {})[r.workers] = r
+    return out
+
+
+def analyse(records: list[Record], opts: dict) -> dict:
+    tab = _table(records)
+    cases = list(dict.fromkeys(r.case for r in records if r.status == "ok"))
+    result = {"speedup": {}, "conclusions": []}
+    for case in cases:
+        numpy = tab.get(("numpy", case), {}).get(1)
+        best = None
+        for (engine, c), by_w in tab.items():
+            if c != case or engine == "numpy" or 1 not in by_w:
+                continue
+            ws = sorted(by_w)
+            t1 = by_w[1].median_s
+            rows = {}
+            for w in ws:
+                t = by_w[w].median_s
+                rows[w] = {
+                    "median_s": t, "speedup": t1 / t, "efficiency": t1 / t / w,
+                    "speedup_vs_numpy": (numpy.median_s / t) if numpy else None,
+                    "efficiency_vs_numpy": (numpy.median_s / t / w) if numpy else None,
+                }
+            fit = amdahl_fit(ws, [by_w[w].median_s for w in ws])
+            result["speedup"][f"{engine}|{case}"] = {"engine": engine, "case": case, "by_workers": rows, "amdahl": fit}
+            wmax = ws[-1]
+            if best is None or rows[wmax]["median_s"] < best[1]["median_s"]:
+                best = (engine, rows[wmax], wmax, fit)
+        if best:
+            engine, row, wmax, fit = best
+            text = (f"{case}: fastest at {wmax} workers is {engine}, {row['speedup']:.2f}x its one-worker run "
+                    f"(parallel efficiency {100 * row['efficiency']:.0f}%)")
+            if row["speedup_vs_numpy"]:
+                text += f" and {row['speedup_vs_numpy']:.2f}x NumPy"
+            if fit and fit["parallel_fraction"] < 0.05:
+                text += "; Amdahl fit: no measurable parallel part (more workers did not help)"
+            elif fit:
+                text += (f"; Amdahl fit: parallel fraction {fit['parallel_fraction']:.2f}"
+                         + (f", so at most {fit['max_speedup']:.1f}x with unlimited workers" if fit['parallel_fraction'] < 1 else "")
+                         + (" (an exact fit through two points)" if fit["exact"] else f" (R² {fit['r2']:.2f})"))
+            result["conclusions"].append(text + ".")
+        slow = [(k.split("|")[0], v["by_workers"]) for k, v in result["speedup"].items()
+                if v["case"] == case and max(v["by_workers"]) > 1]
+        weak = [e for e, rows in slow if rows[max(rows)]["speedup"] < 1.1]
+        if weak:
+            result["conclusions"].append(
+                f"{case}: {', '.join(weak)} gain{'s' if len(weak) == 1 else ''} less than 10% from more workers on this machine.")
+    return result
+
+
+def plot(records, analysis, path, opts) -> None:
+    from ._plots import METHOD_STYLE, new_figure, save
+
+    cases = list(dict.fromkeys(r.case for r in records if r.status == "ok"))
+    if not cases:
+        cases = ["(no data)"]
+    fig, axes = new_figure(2, len(cases), width=6.2 * len(cases), height=9.5)
+    axes = axes if isinstance(axes, list) else [axes]
+    top, bottom = axes[: len(cases)], axes[len(cases):]
+    ws_all = sorted({r.workers for r in records if r.workers})
+    for k, case in enumerate(cases):
+        ax, ax2 = top[k], bottom[k]
+        for key, s in analysis.get("speedup", {}).items():
+            if s["case"] != case:
+                continue
+            st = METHOD_STYLE(s["engine"])
+            ws = sorted(s["by_workers"], key=int)
+            ax.plot(ws, [s["by_workers"][w]["speedup"] for w in ws], marker=st["marker"], color=st["color"],
+                    label=s["engine"])
+            fit = s.get("amdahl")
+            if fit and len(ws) > 1:
+                grid = np.linspace(1, max(map(int, ws)), 50)
+                t1 = fit["serial_s"] + fit["parallel_s"]
+                ax.plot(grid, t1 / (fit["serial_s"] + fit["parallel_s"] / grid), color=st["color"], linewidth=0.8,
+                        linestyle=":", alpha=0.8)
+            vs = [s["by_workers"][w]["speedup_vs_numpy"] for w in ws]
+            if all(v is not None for v in vs):
+                ax2.plot(ws, vs, marker=st["marker"], color=st["color"], label=s["engine"])
+        if ws_all:
+            ax.plot(ws_all, ws_all, color="black", linestyle="--", linewidth=1, label="ideal (linear)")
+            ax.set_xticks(ws_all)
+            ax2.set_xticks(ws_all)
+        ax.plot([], [], color="gray", linestyle=":", label="Amdahl fit")
+        ax2.axhline(1.0, color="black", linewidth=1)
+        ax2.text(0.01, 1.0, " NumPy = 1", transform=ax2.get_yaxis_transform(), ha="left", va="bottom", fontsize=8)
+        mp = next((r.megapixels for r in records if r.case == case and r.megapixels), None)
+        where = f" on {mp:.1f} MP RGB" if mp else ""
+        ax.set_title(f"{case}{where}: speedup vs the engine's 1-worker run")
+        ax.set_xlabel("workers")
+        ax.set_ylabel("speedup (x, T(1) / T(p))")
+        ax.legend(fontsize=8, loc="upper left")
+        ax2.set_title(f"{case}: speed relative to the NumPy engine")
+        ax2.set_xlabel("workers")
+        ax2.set_ylabel("speedup vs NumPy (x, T_numpy / T(p))")
+        ax2.legend(fontsize=8, loc="upper left")
+        ax.set_ylim(bottom=0)
+        ax2.set_ylim(bottom=0)
+    save(fig, path)
+
+
+def table(records, analysis, opts) -> str:
+    from ._report import md_table
+
+    rows = []
+    for s in analysis.get("speedup", {}).values():
+        fit = s.get("amdahl") or {}
+        for w, row in sorted(s["by_workers"].items(), key=lambda kv: int(kv[0])):
+            rec = next((r for r in records if r.method == s["engine"] and r.case == s["case"] and r.workers == int(w)), None)
+            rows.append([s["case"], s["engine"], w, f"{row['median_s']:.3f}", f"{rec.iqr_s:.3f}" if rec else "",
+                         f"{row['speedup']:.2f}x", f"{100 * row['efficiency']:.0f}%",
+                         f"{row['speedup_vs_numpy']:.2f}x" if row["speedup_vs_numpy"] else "",
+                         f"{fit.get('parallel_fraction', float('nan')):.2f}" if fit else "",
+                         f"{rec.peak_rss_mb:.0f}" if rec and rec.peak_rss_mb else "",
+                         _check(rec)])
+    for r in records:
+        if r.method == "numpy" and r.status == "ok":
+            rows.append([r.case, "numpy", 1, f"{r.median_s:.3f}", f"{r.iqr_s:.3f}", "1.00x", "100%", "1.00x", "",
+                         f"{r.peak_rss_mb:.0f}" if r.peak_rss_mb else "", _check(r)])
+    return md_table(["filter", "engine", "workers", "median s", "IQR s", "speedup", "efficiency", "vs NumPy",
+                     "Amdahl f", "peak RSS MB", "check"], rows)
+
+
+def _check(r):
+    if r is None or not r.checked:
+        return "not checked"
+    return ("ok" if r.match else "MISMATCH") + f" (max err {r.max_abs_err:.2g}, tol {r.tolerance:.2g})"

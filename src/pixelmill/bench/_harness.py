@@ -1,0 +1,471 @@
+"""The measuring machinery: options, timing with warm-up, peak memory, isolated workers.
+
+How a number is made
+--------------------
+* Every *group* (one method of one suite: say ``dask`` in ``invert-scaling``) runs in a fresh
+  Python process (``python -m pixelmill.bench._worker``) unless ``isolate=False``. So one
+  method's caches, JIT-compiled code, thread pools or imported libraries never help or hurt
+  another, and each process's memory high-water mark belongs to one method.
+* Each measurement runs ``warmup`` untimed runs first (numba compiles, pools start, caches
+  fill), then ``repeats`` timed runs; wall time is ``time.perf_counter``. The warm-up duration
+  is kept (``warmup_s``) so start-up costs stay visible.
+* Peak memory (``peak_rss_mb``) covers the timed runs: the measuring process's exact peak
+  (Linux ``VmHWM``, reset before each measurement through ``/proc/self/clear_refs``) or, where
+  that is not available, a sample; plus the peak resident memory of its child processes
+  (process pools), sampled every 5 ms (from ``/proc`` on Linux, with psutil elsewhere).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import InvalidParameterError
+from ._records import Record
+
+__all__ = [
+    "BenchOptions",
+    "Group",
+    "Measurement",
+    "MemoryProbe",
+    "measure",
+    "run_group",
+    "MEMORY_METHOD",
+    "TIMING_METHOD",
+]
+
+MEMORY_METHOD = (
+    "peak resident set size during the timed runs, in MB (2**20 bytes): the measuring process's "
+    "exact high-water mark (Linux VmHWM, reset before each measurement via /proc/self/clear_refs; "
+    "elsewhere sampled), plus the peak RSS of its child processes (process pools), sampled every "
+    "5 ms from /proc (with psutil elsewhere). The two peaks are added: exact without child "
+    "processes, an upper bound with them. Each method runs in its own fresh Python process, so "
+    "the numbers include that process's interpreter, imported libraries and decoded inputs "
+    "(see rss_before_mb)."
+)
+TIMING_METHOD = (
+    "wall-clock time.perf_counter per run; `warmup` untimed run(s) first (JIT compilation, pool "
+    "start-up; its duration is kept as warmup_s), then `repeats` timed runs; median, min, max, "
+    "inter-quartile range and standard deviation over the timed runs. A measurement whose first "
+    "timed run is slow gets fewer repeats (at least one) so it fits the per-measurement budget; "
+    "the record says how many ran."
+)
+
+
+# -- options -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What to run and how big. ``None`` fields take the quick or the default value.
+
+    Parameters
+    ----------
+    quick : bool
+        Small sizes so that every suite runs in about two minutes on two cores.
+    library : str or path, optional
+        A folder of images; by default a sample library generated once into the cache
+        (``$PIXELMILL_CACHE`` or ``~/.cache/pixelmill``).
+    sizes : tuple of int, optional
+        Sample sizes (numbers of images) for ``invert-scaling``.
+    workers : tuple of int, optional
+        Worker counts for ``convolve-speedup`` (default 1..usable cores), and the worker count
+        of the other suites' parallel runs (the largest one).
+    repeats : int, optional
+        Timed runs per measurement (3 quick, 5 otherwise).
+    warmup : int
+        Untimed runs before the timed ones.
+    gaussian_size, sigma : int, float
+        The Gaussian of ``convolve-speedup``, ``filter-bank``, ``peers`` and ``batch``.
+    image_mp : float, optional
+        Megapixels of the large image of ``convolve-speedup`` and ``peers``.
+    engines : tuple of str, optional
+        Restrict the pixelmill engines (default: every available engine).
+    isolate : bool
+        Run each method in a fresh process (default). ``False`` runs in this process (faster;
+        used by tests), which lets caches and imports carry over between methods.
+    seed : int
+        Seed for picking images.
+    budget_s : float, optional
+        Seconds per measurement after which fewer repeats are run.
+    """
+
+    quick: bool = False
+    library: str | None = None
+    sizes: tuple[int, ...] | None = None
+    workers: tuple[int, ...] | None = None
+    repeats: int | None = None
+    warmup: int = 1
+    gaussian_size: int = 5
+    sigma: float = 1.0
+    image_mp: float | None = None
+    engines: tuple[str, ...] | None = None
+    isolate: bool = True
+    seed: int = 0
+    budget_s: float | None = None
+    library_count: int | None = None
+    library_max_pixels: int | None = None
+    batch_images: int | None = None
+    bank_mp: float | None = None
+    group_timeout_s: float = 1800.0
+
+    def resolved(self) -> dict:
+        """Concrete values for every option (quick or default), validated."""
+        from ..engines import available_engines, usable_cores
+
+        q = self.quick
+        cores = usable_cores()
+        repeats = self.repeats if self.repeats is not None else (3 if q else 5)
+        if repeats < 1:
+            raise InvalidParameterError(f"repeats must be at least 1, got {repeats!r}")
+        if self.warmup < 0:
+            raise InvalidParameterError(f"warmup must be 0 or more, got {self.warmup!r}")
+        workers = tuple(self.workers) if self.workers else tuple(range(1, cores + 1))
+        if any((not isinstance(w, int)) or w < 1 for w in workers):
+            raise InvalidParameterError(f"workers must be positive integers, got {workers!r}")
+        workers = tuple(sorted(set(workers)))
+        if workers[0] != 1:
+            workers = (1,) + workers  # speedup is measured against the one-worker run
+        sizes = tuple(self.sizes) if self.sizes else ((1, 2, 4, 8, 12) if q else (10, 50, 100, 200))
+        if any((not isinstance(s, int)) or s < 1 for s in sizes):
+            raise InvalidParameterError(f"sizes must be positive numbers of images, got {sizes!r}")
+        sizes = tuple(sorted(set(sizes)))
+        engines = available_engines()
+        if self.engines:
+            unknown = [e for e in self.engines if e not in engines]
+            if unknown:
+                raise InvalidParameterError(
+                    f"engines {unknown!r} are not available; available: {', '.join(engines)}"
+                )
+            engines = [e for e in engines if e in self.engines]
+        if self.gaussian_size < 1 or self.gaussian_size % 2 == 0:
+            raise InvalidParameterError(f"gaussian size must be a positive odd integer, got {self.gaussian_size!r}")
+        if not self.sigma > 0:
+            raise InvalidParameterError(f"sigma must be positive, got {self.sigma!r}")
+        image_mp = self.image_mp if self.image_mp is not None else (2.0 if q else 24.0)
+        if not image_mp > 0:
+            raise InvalidParameterError(f"image size must be a positive number of megapixels, got {image_mp!r}")
+        return {
+            "quick": q,
+            "library": str(self.library) if self.library else None,
+            # Only for the default (generated) library.
+            "library_count": None if self.library else (self.library_count or (12 if q else 200)),
+            "library_max_pixels": None if self.library else (self.library_max_pixels or (1_000_000 if q else None)),
+            "sizes": list(sizes),
+            "workers": list(workers),
+            "max_workers": max(workers),
+            "repeats": repeats,
+            "warmup": self.warmup,
+            "gaussian_size": self.gaussian_size,
+            "sigma": self.sigma,
+            "image_mp": image_mp,
+            "bank_mp": self.bank_mp if self.bank_mp is not None else (1.0 if q else 6.0),
+            "batch_images": self.batch_images or (12 if q else 50),
+            "engines": engines,
+            "isolate": self.isolate,
+            "seed": self.seed,
+            "budget_s": self.budget_s if self.budget_s is not None else (8.0 if q else 60.0),
+            "usable_cores": cores,
+        }
+
+
+# -- memory -------------------------------------------------------------------------------------------
+
+
+_HWM = re.compile(r"VmHWM:\s+(\d+)\s+kB")
+
+
+def _read_hwm() -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            m = _HWM.search(fh.read())
+        return int(m.group(1)) * 1024 if m else None
+    except OSError:
+        return None
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")  # "5": reset the peak RSS (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _proc_rss(pid) -> int | None:
+    """RSS in bytes from /proc/PID/statm (Linux), or None."""
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _proc_children(pid: int) -> list[int] | None:
+    """Descendants of ``pid`` from /proc/PID/task/*/children (Linux; cheap), or None."""
+    if not os.path.exists(f"/proc/{pid}/task/{pid}/children"):
+        return None
+    found, stack = [], [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{p}/task/{task}/children", encoding="ascii") as fh:
+                    kids = [int(k) for k in fh.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += kids
+            stack += kids
+    return found
+
+
+class MemoryProbe:
+    """Peak resident memory of this process plus its children while the block runs.
+
+    See :data:`MEMORY_METHOD`. ``peak_mb`` and ``before_mb`` are set on exit. On Linux the
+    samples read ``/proc`` directly (tens of microseconds), elsewhere psutil; either way the
+    sampling thread wakes every ``interval`` seconds and finding child processes is refreshed
+    at most every 0.1 s, so its effect on the timings stays small.
+    """
+
+    def __init__(self, interval: float = 0.005):
+        self.interval = interval
+        self.peak_mb: float | None = None
+        self.before_mb: float | None = None
+
+    def _refresh_kids(self):
+        pids = _proc_children(self._pid) if self._linux else None
+        if pids is not None:
+            self._kids = pids
+            return
+        try:
+            self._kids = self._proc.children(recursive=True)
+        except Exception:  # noqa: BLE001 - a vanished process is not an error here
+            self._kids = []
+
+    def _sample(self) -> tuple[int, int]:
+        now = time.perf_counter()
+        if now - self._kids_at > 0.1:
+            self._refresh_kids()
+            self._kids_at = now
+        own = _proc_rss(self._pid) if self._linux else None
+        if own is None:
+            own = self._proc.memory_info().rss
+        kids = 0
+        for kid in self._kids:
+            if isinstance(kid, int):
+                kids += _proc_rss(kid) or 0
+            else:
+                try:
+                    kids += kid.memory_info().rss
+                except Exception:  # noqa: BLE001
+                    pass
+        return own, kids
+
+    def _loop(self):
+        while not self._stop.wait(self.interval):
+            own, kids = self._sample()
+            self._peak_total = max(self._peak_total, own + kids)
+            self._peak_kids = max(self._peak_kids, kids)
+
+    def __enter__(self):
+        import psutil
+
+        self._pid = os.getpid()
+        self._proc = psutil.Process()
+        self._linux = _proc_rss(self._pid) is not None
+        self._kids, self._kids_at = [], -1.0
+        self._exact = _reset_hwm()
+        own, kids = self._sample()
+        self.before_mb = (own + kids) / 2**20
+        self._peak_total, self._peak_kids = own + kids, kids
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pixelmill-bench-memory", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        own, kids = self._sample()
+        peak = max(self._peak_total, own + kids)
+        hwm = _read_hwm() if self._exact else None
+        if hwm is not None:
+            # The exact own peak plus the children's sampled peak: exact without children,
+            # an upper bound with them (the two peaks need not coincide).
+            peak = max(peak, hwm + self._peak_kids)
+        self.peak_mb = peak / 2**20
+        return False
+
+
+# -- timing ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Measurement:
+    times: list[float]
+    warmup_s: float | None
+    peak_mb: float | None
+    before_mb: float | None
+    result: object = None
+
+
+def measure(fn: Callable[[], object], *, repeats: int, warmup: int = 1, budget_s: float | None = None,
+            keep_result: bool = True, setup: Callable[[], None] | None = None) -> Measurement:
+    """Run ``fn`` ``warmup`` times untimed, then up to ``repeats`` times timed.
+
+    After the first timed run, the number of further runs is cut so that the measurement
+    stays within ``budget_s`` seconds (always at least one timed run). The last run's return
+    value is kept in ``result`` (for checking); earlier results are dropped before the next run
+    so they do not inflate the memory peak. ``setup`` runs, untimed, before every run.
+    """
+    warmup_s = None
+    result = None
+    for k in range(warmup):
+        result = None
+        if setup:
+            setup()
+        t0 = time.perf_counter()
+        result = fn()
+        if k == 0:
+            warmup_s = time.perf_counter() - t0
+    result = None
+    times: list[float] = []
+    with MemoryProbe() as probe:
+        n = repeats
+        for k in range(repeats):
+            if k >= n:
+                break
+            result = None
+            if setup:
+                setup()
+            t0 = time.perf_counter()
+            result = fn()
+            times.append(time.perf_counter() - t0)
+            if k == 0 and budget_s is not None and times[0] > 0:
+                n = max(1, min(repeats, int(budget_s // times[0])))
+    return Measurement(times, warmup_s, probe.peak_mb, probe.before_mb, result if keep_result else None)
+
+
+def apply_measurement(rec: Record, m: Measurement, *, megapixels: float | None = None) -> Record:
+    rec.set_times(m.times, megapixels=megapixels)
+    rec.warmup_s = m.warmup_s
+    rec.peak_rss_mb = m.peak_mb
+    rec.rss_before_mb = m.before_mb
+    return rec
+
+
+# -- groups: one method of one suite, run in a fresh process ------------------------------------------------
+
+
+@dataclass
+class Group:
+    """One method of one suite: ``target`` (``"module:function"``) is called with ``spec``.
+
+    The function returns a list of :class:`Record` (or dicts). ``spec`` must be JSON-serialisable:
+    it crosses a process boundary.
+    """
+
+    suite: str
+    method: str
+    kind: str
+    target: str
+    spec: dict = field(default_factory=dict)
+
+
+def _call(target: str, spec: dict) -> list[dict]:
+    module, _, func = target.partition(":")
+    fn = getattr(importlib.import_module(module), func)
+    out = []
+    for rec in fn(spec):
+        out.append(rec.to_dict() if isinstance(rec, Record) else dict(rec))
+    return out
+
+
+def _error_record(group: Group, message: str) -> Record:
+    return Record(suite=group.suite, method=group.method, kind=group.kind, case="*", status="error",
+                  notes=message[-2000:])
+
+
+def run_group(group: Group, *, workdir: Path, isolate: bool = True, timeout: float = 1800.0) -> list[Record]:
+    """Run ``group`` (in a fresh Python process when ``isolate``) and return its records.
+
+    A failure never stops the benchmark: it becomes an ``error`` record naming the cause.
+    """
+    if not isolate:
+        try:
+            return [Record.from_dict(d) for d in _call(group.target, group.spec)]
+        except Exception as exc:  # noqa: BLE001 - reported in the results instead
+            return [_error_record(group, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")]
+    jobs = Path(workdir) / "jobs"
+    jobs.mkdir(parents=True, exist_ok=True)
+    stem = f"{group.suite}--{group.method}--{os.getpid()}-{time.monotonic_ns()}"
+    job, out, err = jobs / f"{stem}.json", jobs / f"{stem}.out.json", jobs / f"{stem}.stderr.txt"
+    job.write_text(json.dumps({"target": group.target, "spec": group.spec, "out": str(out)}), encoding="utf-8")
+    # The worker must import this very pixelmill, installed or not.
+    src = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p))
+    with open(err, "w", encoding="utf-8") as errfh:
+        # Its own session, so a timeout or Ctrl-C also ends the worker's pool processes.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pixelmill.bench._worker", str(job)],
+            stdout=subprocess.DEVNULL, stderr=errfh, env=env, start_new_session=os.name == "posix",
+        )
+        try:
+            proc.wait(timeout=timeout)
+        except BaseException as exc:
+            _kill_tree(proc)
+            if isinstance(exc, subprocess.TimeoutExpired):
+                return [_error_record(group, f"timed out after {timeout:g} s")]
+            raise
+    if proc.returncode != 0 or not out.exists():
+        tail = err.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-15:]
+        return [_error_record(group, f"worker exited with code {proc.returncode}: " + " | ".join(tail))]
+    return [Record.from_dict(d) for d in json.loads(out.read_text(encoding="utf-8"))]
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    try:
+        if os.name == "posix":
+            import signal
+
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except OSError:
+        pass
+    proc.wait()
+
+
+def worker_main(argv: list[str]) -> int:
+    """Entry point of ``python -m pixelmill.bench._worker JOB.json``."""
+    job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    try:
+        records = _call(job["target"], job["spec"])
+    except Exception as exc:  # noqa: BLE001
+        spec = job["spec"]
+        rec = Record(suite=spec.get("suite", "?"), method=spec.get("method", "?"), kind=spec.get("kind", "engine"),
+                     case="*", status="error", notes=f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"[-2000:])
+        records = [rec.to_dict()]
+    tmp = Path(job["out"] + ".tmp")
+    tmp.write_text(json.dumps(records), encoding="utf-8")
+    os.replace(tmp, job["out"])
+    return 0

@@ -1,0 +1,150 @@
+"""Running suites: prepare inputs, run each method's group, collect records, write the outputs."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..errors import InvalidParameterError
+from ._context import Context
+from ._harness import MEMORY_METHOD, TIMING_METHOD, BenchOptions, run_group
+from ._library import ensure_library
+from ._records import SCHEMA_VERSION, Record, library_versions, machine_info, now_iso
+
+__all__ = ["SUITES", "BenchRun", "run_bench", "suite_module"]
+
+#: Suite name -> module. Each module has NAME, TITLE, plan(ctx), analyse(records, opts),
+#: plot(records, analysis, path, opts) and table(records, analysis, opts).
+SUITES = {
+    "invert-scaling": "pixelmill.bench._invert_scaling",
+    "convolve-speedup": "pixelmill.bench._convolve_speedup",
+    "filter-bank": "pixelmill.bench._filter_bank",
+    "peers": "pixelmill.bench._peers",
+    "batch": "pixelmill.bench._batch",
+}
+
+
+def suite_module(name: str):
+    if name not in SUITES:
+        raise InvalidParameterError(f"suite {name!r} is not known; use one of {', '.join(SUITES)}")
+    return importlib.import_module(SUITES[name])
+
+
+@dataclass
+class BenchRun:
+    """What :func:`run_bench` produced: the records, the results document and the files written."""
+
+    outdir: Path
+    records: list[Record]
+    document: dict
+    files: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def run_bench(outdir, *, suites=None, options: BenchOptions | None = None, progress=None,
+              keep_work: bool = False) -> BenchRun:
+    """Run benchmark ``suites`` (all by default) and write results into ``outdir``.
+
+    Parameters
+    ----------
+    outdir : path
+        Created if needed. Receives results.csv, results.json, one PNG per suite and report.md.
+    suites : list of str, optional
+        Names from :data:`SUITES`, run in the order given.
+    options : BenchOptions, optional
+        Sizes, repeats, library...; see :class:`BenchOptions`.
+    progress : callable, optional
+        Called with one line of text per step.
+    keep_work : bool
+        Keep ``outdir/_work`` (decoded inputs, references, batch outputs) for inspection.
+
+    Returns
+    -------
+    BenchRun
+
+    Raises
+    ------
+    InvalidParameterError
+        For an unknown suite or an option out of range (before anything runs).
+    """
+    started = time.perf_counter()
+    options = options or BenchOptions()
+    progress = progress or _quiet
+    names = list(suites) if suites else list(SUITES)
+    modules = {name: suite_module(name) for name in names}
+    opts = options.resolved()
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    workdir = outdir / "_work"
+
+    header = {
+        "tool": f"pixelmill {__version__} bench",
+        "timestamp": now_iso(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+        "suites": names,
+        "options": opts,
+        "machine": machine_info(),
+        "versions": library_versions(),
+        "timing_method": TIMING_METHOD,
+        "memory_method": MEMORY_METHOD,
+        "isolation": ("each method in a fresh Python process (python -m pixelmill.bench._worker)"
+                      if opts["isolate"] else "every method in the benchmarking process (isolate=False)"),
+    }
+    library, desc = ensure_library(opts["library"], count=opts["library_count"],
+                                   max_pixels=opts["library_max_pixels"], seed=opts["seed"], progress=progress)
+    header["library"] = {"description": desc, "images": len(library)}
+    if "invert-scaling" in names and max(opts["sizes"]) > len(library):
+        raise InvalidParameterError(
+            f"sizes go up to {max(opts['sizes'])} images but the library {desc!r} has {len(library)}; "
+            "give smaller --sizes or a larger --library"
+        )
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir()
+    ctx = Context(opts=opts, workdir=workdir, library=library, library_desc=desc, progress=progress)
+
+    records: list[Record] = []
+    suite_seconds = {}
+    try:
+        for name, module in modules.items():
+            t0 = time.perf_counter()
+            progress(f"[{name}] preparing inputs")
+            try:
+                groups = module.plan(ctx)
+            except Exception as exc:  # noqa: BLE001 - one broken suite does not stop the others
+                records.append(Record(suite=name, method="*", kind="engine", case="*", status="error",
+                                      notes=f"preparing the suite failed: {type(exc).__name__}: {exc}"))
+                groups = []
+            for group in groups:
+                t1 = time.perf_counter()
+                got = run_group(group, workdir=workdir, isolate=opts["isolate"], timeout=options.group_timeout_s)
+                bad = [r for r in got if r.status == "error"]
+                progress(f"[{name}] {group.method}: {len(got)} records in {time.perf_counter() - t1:.1f} s"
+                         + (f" ({len(bad)} errors: {bad[0].notes.splitlines()[0][:160]})" if bad else ""))
+                records.extend(got)
+            suite_seconds[name] = round(time.perf_counter() - t0, 2)
+            progress(f"[{name}] done in {suite_seconds[name]:.1f} s")
+    finally:
+        if not keep_work:
+            shutil.rmtree(workdir, ignore_errors=True)
+    header["inputs"] = ctx.inputs
+    header["suite_seconds"] = suite_seconds
+    header["wall_seconds"] = round(time.perf_counter() - started, 2)
+
+    from ._report import write_outputs
+
+    document, files = write_outputs(outdir, header, records)
+    return BenchRun(outdir=outdir, records=records, document=document, files=files,
+                    seconds=time.perf_counter() - started)
+
+
+def build_document(header: dict, records: list[Record]) -> dict:
+    return {"schema": SCHEMA_VERSION, "header": header, "records": [r.to_dict() for r in records]}

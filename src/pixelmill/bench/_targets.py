@@ -1,0 +1,142 @@
+"""Speed targets as ratios against peers measured in the same run (a first, preliminary version).
+
+Each target compares two records of this run (never a number from another machine), so it
+holds or misses on the machine at hand. A target whose records are missing is ``not measured``.
+The list is meant to grow: add a :class:`Target` with a function that finds its ratio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ._records import Record
+
+__all__ = ["Target", "TARGETS", "compute_targets", "targets_table"]
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    description: str
+    suite: str
+    threshold: float
+    #: ``>=``: the measured ratio must be at least the threshold; ``<=``: at most.
+    comparison: str
+    #: ``(records, analyses, opts) -> (ratio, detail)`` or None when not measured.
+    measure: Callable
+
+
+def _ok(records, **kw) -> list[Record]:
+    return [r for r in records if r.status == "ok" and r.median_s and all(getattr(r, k) == v for k, v in kw.items())]
+
+
+def _invert_memcpy(records, analyses, opts):
+    rs = _ok(records, suite="invert-scaling", case="invert")
+    if not rs:
+        return None
+    n = max(int(r.size) for r in rs)
+    memcpy = next((r for r in rs if r.method == "memcpy" and int(r.size) == n), None)
+    engines = [r for r in rs if r.kind == "engine" and int(r.size) == n and not r.extrapolated]
+    if not memcpy or not engines:
+        return None
+    best = min(engines, key=lambda r: r.min_s)
+    return memcpy.min_s / best.min_s, (
+        f"{best.method} inverts {n} images ({best.megapixels:.1f} MP) in {best.min_s * 1e3:.1f} ms; "
+        f"copying them takes {memcpy.min_s * 1e3:.1f} ms (fastest runs; the target is stated for 24 MP RGB)")
+
+
+def _peer_ratio(case_prefix, peer, *, threads="same"):
+    def fn(records, analyses, opts):
+        rs = _ok(records, suite="peers")
+        rs = [r for r in rs if r.case.startswith(case_prefix)]
+        details, worst = [], None
+        for w in sorted({r.workers for r in rs if r.method == peer}):
+            p = next((r for r in rs if r.method == peer and r.workers == w), None)
+            pm = [r for r in rs if r.kind == "engine" and r.workers == w]
+            if not p or not pm:
+                continue
+            best = min(pm, key=lambda r: r.median_s)
+            ratio = best.median_s / p.median_s
+            details.append(f"{w} thread{'s' if w > 1 else ''}: pixelmill {best.method} {best.median_s * 1e3:.1f} ms "
+                           f"vs {peer} {p.median_s * 1e3:.1f} ms = {ratio:.2f}x")
+            worst = ratio if worst is None else max(worst, ratio)
+        if worst is None:
+            return None
+        return worst, "; ".join(details) + " (the worst thread count counts)"
+    return fn
+
+
+def _batch_floor(records, analyses, opts):
+    from ._batch import best_floors
+
+    rs = _ok(records, suite="batch")
+    floors = best_floors(rs)
+    engines = [r for r in rs if r.kind == "engine" and r.workers in floors and r.mp_per_s]
+    if not engines:
+        return None
+    best = max(engines, key=lambda r: r.mp_per_s)
+    f = floors[best.workers]
+    return best.mp_per_s / f.mp_per_s, (f"{best.method}: {best.mp_per_s:.1f} MP/s vs decode+encode floor "
+                                        f"{f.mp_per_s:.1f} MP/s ({f.case.split(':')[-1]}), {best.workers} workers")
+
+
+def _efficiency_at(p):
+    def fn(records, analyses, opts):
+        sp = analyses.get("convolve-speedup", {}).get("speedup", {})
+        best = None
+        for s in sp.values():
+            row = s["by_workers"].get(p) or s["by_workers"].get(str(p))
+            if row and (best is None or row["efficiency"] > best[0]):
+                best = (row["efficiency"], s["engine"], s["case"])
+        if best is None:
+            return None
+        return best[0], f"best: {best[1]} on {best[2]} ({100 * best[0]:.0f}% of linear speedup at {p} workers)"
+    return fn
+
+
+TARGETS: list[Target] = [
+    Target("invert-memcpy", "invert in memory >= 80% of memcpy bandwidth", "invert-scaling", 0.80, ">=",
+           _invert_memcpy),
+    Target("gaussian-vs-cv2", "Gaussian <= 1.5x cv2.GaussianBlur, same threads", "peers", 1.5, "<=",
+           _peer_ratio("gaussian", "cv2")),
+    Target("disk15-vs-filter2D", "15x15 non-separable <= 1.0x cv2.filter2D, same threads", "peers", 1.0, "<=",
+           _peer_ratio("disk-15", "cv2")),
+    Target("sobel-vs-cv2", "Sobel magnitude <= 2x OpenCV, same threads", "peers", 2.0, "<=",
+           _peer_ratio("sobel", "cv2")),
+    Target("batch-vs-floor", "batch invert >= 90% of the decode+encode floor (MP/s)", "batch", 0.90, ">=",
+           _batch_floor),
+    Target("efficiency-2", "parallel efficiency at 2 workers >= 85%", "convolve-speedup", 0.85, ">=",
+           _efficiency_at(2)),
+]
+
+
+def compute_targets(records: list[Record], analyses: dict, opts: dict) -> list[dict]:
+    """One row per target: measured ratio, threshold and ``pass``/``miss``/``not measured``."""
+    rows = []
+    for t in TARGETS:
+        try:
+            got = t.measure(records, analyses, opts)
+        except Exception as exc:  # noqa: BLE001 - a target must not break the report
+            got, err = None, f"{type(exc).__name__}: {exc}"
+        else:
+            err = ""
+        row = {"id": t.id, "description": t.description, "suite": t.suite, "threshold": t.threshold,
+               "comparison": t.comparison, "measured": None, "status": "not measured", "detail": err}
+        if got is not None:
+            ratio, detail = got
+            ok = ratio >= t.threshold if t.comparison == ">=" else ratio <= t.threshold
+            row.update(measured=ratio, status="pass" if ok else "miss", detail=detail)
+        rows.append(row)
+    return rows
+
+
+def targets_table(targets: list[dict]) -> str:
+    from ._report import md_table
+
+    head = ("These are preliminary: the targets belong to a follow-up issue. Each is a ratio between two "
+            "measurements of this run.\n\n")
+    rows = [[t["description"], f"{t['comparison']} {t['threshold']:g}",
+             "" if t["measured"] is None else f"{t['measured']:.2f}", t["status"].upper() if t["status"] != "not measured"
+             else "not measured", t["detail"]] for t in targets]
+    return head + md_table(["target", "threshold", "measured", "result", "detail"], rows)
