@@ -20,7 +20,8 @@ from pathlib import Path
 from . import __version__
 from ._validation import check_border, check_cval, check_policy
 from .engines import ENGINES, get_engine_class, make_engine, usable_cores
-from .errors import InvalidParameterError, PixelmillError, UnsafeOutputError
+from .errors import InvalidImageError, InvalidParameterError, PixelmillError, UnsafeOutputError
+from .io import EXTENSION_FORMATS, atomic_write, is_image_path, read_image, write_image
 from .ops import Filter, Operation, to_dtype
 
 __all__ = ["RunSettings", "BatchResult", "run_batch", "discover", "MANIFEST_NAME", "JOURNAL_NAME"]
@@ -30,13 +31,6 @@ JOURNAL_NAME = ".pixelmill-journal.jsonl"
 
 #: Output extension for each format (used when --format changes it).
 FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp"}
-#: What a file's extension promises about its content.
-EXTENSION_FORMAT = {
-    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF",
-    ".bmp": "BMP", ".webp": "WEBP",
-}
-
-
 @dataclass(frozen=True)
 class RunSettings:
     """Everything that decides an output's bytes, plus how the work is scheduled."""
@@ -123,8 +117,6 @@ def discover(inputs) -> tuple[list[tuple[Path, Path]], int]:
     Folders are walked recursively, following symlinks but never entering the same real
     folder twice (so symlink loops end). Our own temporary files are ignored.
     """
-    from .io import is_image_path
-
     found: list[tuple[Path, Path]] = []
     ignored = 0
     for raw in inputs:
@@ -234,16 +226,17 @@ def _rel(outdir: str, path: str) -> str:
 
 def run_task(task: Task, outdir: str) -> list[dict]:
     """Decode once, run each step, encode each output atomically. Never raises."""
-    from .io import read_image, write_image
-
     s = task.settings
     records = []
     t0 = time.perf_counter()
     try:
         image = read_image(task.input, max_pixels=s.max_pixels)
-        promised = EXTENSION_FORMAT.get(Path(task.input).suffix.lower())
+        suffix = Path(task.input).suffix.lower()
+        promised = EXTENSION_FORMATS.get(suffix)
         if promised and image.format != promised:
-            raise_lying_extension(task.input, promised, image.format)
+            raise InvalidImageError(
+                f"{task.input!r}: the extension {suffix!r} says {promised} but the content is {image.format}"
+            )
     except Exception as exc:  # one bad file never stops a batch
         reason = _one_line(exc)
         return [_record(task.input, st, outdir, "failed", reason) for st in task.steps]
@@ -264,7 +257,7 @@ def run_task(task: Task, outdir: str) -> list[dict]:
         decode = 0.0  # the decode is shared: charge it to the first output only
         try:
             t2 = time.perf_counter()
-            fmt = s.format or EXTENSION_FORMAT.get(Path(step.output).suffix.lower())
+            fmt = s.format or EXTENSION_FORMATS.get(Path(step.output).suffix.lower())
             write_image(step.output, result, format=fmt, quality=s.quality, like=image)
             timings["encode"] = round(time.perf_counter() - t2, 6)
             rec = _record(task.input, step, outdir, "done", None, timings=timings, pixels=pixels)
@@ -273,14 +266,6 @@ def run_task(task: Task, outdir: str) -> list[dict]:
             rec = _record(task.input, step, outdir, "failed", _one_line(exc), timings=timings)
         records.append(rec)
     return records
-
-
-def raise_lying_extension(path: str, promised: str, actual: str):
-    from .errors import InvalidImageError
-
-    raise InvalidImageError(
-        f"{path!r}: the extension {Path(path).suffix!r} says {promised} but the content is {actual}"
-    )
 
 
 #: Within-image engines, kept for the life of the process: a pool starts once per batch (or
@@ -486,10 +471,5 @@ def write_manifest(result: BatchResult, s: RunSettings) -> Path:
         "items": items,
     }
     path = result.outdir / MANIFEST_NAME
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: fh.write(json.dumps(manifest, indent=1).encode("utf-8")))
     return path

@@ -67,6 +67,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "EXTENSION_FORMATS",
     "DEFAULT_MAX_PIXELS",
+    "atomic_write",
 ]
 
 #: Formats pixelmill reads and writes (Pillow's names).
@@ -1051,7 +1052,7 @@ def write_image(
         def encode(fh):
             pil.save(fh, format=fmt, **params)
 
-    _atomic_write(path, encode)
+    atomic_write(path, encode)
     return path
 
 
@@ -1175,8 +1176,13 @@ def _tifffile_encoder(data: np.ndarray, has_alpha: bool, info: dict):
     return encode
 
 
-def _atomic_write(path: Path, encode) -> None:
-    """Run ``encode(fileobj)`` into a hidden temporary file, fsync it, rename it onto ``path``."""
+def atomic_write(path, encode) -> None:
+    """Run ``encode(fileobj)`` into a hidden temporary file, fsync it, rename it onto ``path``.
+
+    The one way pixelmill writes any file: readers never see half of it, and a failure (or a
+    kill) leaves at most a hidden ``.NAME.XXXX.tmp`` beside it, never a partial ``path``.
+    """
+    path = Path(path)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     while True:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from statistics import NormalDist
 
@@ -252,17 +251,9 @@ def _is_done(path: Path, size: tuple[int, int]) -> bool:
 
 def _save_atomic(image, path: Path, *, quality: int) -> None:
     """Write a JPEG to a temporary name in the same folder, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="JPEG", quality=quality)
-        os.replace(tmp, path)  # atomic on one filesystem: readers never see half a file
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    from .io import atomic_write
+
+    atomic_write(path, lambda fh: image.save(fh, format="JPEG", quality=quality))
 
 
 def write_sample_library(

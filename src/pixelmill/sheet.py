@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,6 +27,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from .errors import InvalidParameterError
+from .io import atomic_write
 
 __all__ = ["write_contact_sheet", "sheet_layout", "sheet_geometry", "SheetGeometry"]
 
@@ -849,19 +849,6 @@ def write_contact_sheet(outdir, *, path=None, max_rows: int | None = 48, thumb_s
     canvas = _render(manifest, outdir, max_rows=max_rows, thumb_size=thumb_size,
                      columns_per_row=columns_per_row)
 
-    # A temporary file in the same folder, renamed over the target: readers never see half a PNG.
-    # (os.open with 0o666 so the umask applies, unlike mkstemp's 0o600.)
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            # compress_level 3: photos barely compress further, and level 6+ is slow on big sheets.
-            canvas.save(fh, format="PNG", compress_level=3)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    # compress_level 3: photos barely compress further, and level 6+ is slow on big sheets.
+    atomic_write(target, lambda fh: canvas.save(fh, format="PNG", compress_level=3))
     return target

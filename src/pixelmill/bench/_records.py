@@ -262,9 +262,9 @@ def now_iso() -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from ..io import atomic_write
+
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def write_csv(path, records: list[Record]) -> Path:
