@@ -4,13 +4,15 @@ Parametrized over ``pixelmill.available_engines()``: an engine is tested the mom
 registered. One engine instance per engine name is reused (pools start once).
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 import pixelmill
 from pixelmill import kernels
 from pixelmill.engines import get_engine_class, make_engine
-from pixelmill.ops import Filter, Invert, SobelMagnitude
+from pixelmill.ops import TILEWISE_POLICIES, Filter, Invert, SobelMagnitude, to_dtype
 from pixelmill.tiling import BORDER_MODES
 
 from conftest import random_image
@@ -106,6 +108,35 @@ def test_filter_bank_equals_separate_runs(name, engines, rng):
     bank = engine.run_many(ops, image, border="reflect")
     for op, got in zip(ops, bank):
         np.testing.assert_array_equal(got, engine.run(op, image, border="reflect"))
+
+
+@pytest.mark.parametrize("name", ENGINES)
+@pytest.mark.parametrize("policy", TILEWISE_POLICIES)
+def test_fused_policy_equals_converting_the_float_result(name, policy, engines, rng):
+    # The policy runs tile by tile inside the filter; it must equal converting afterwards.
+    engine = engines(name)
+    for dtype in (np.uint8, np.uint16):
+        image = random_image(rng, (23, 19, 3), dtype)
+        for op in (Filter(kernels.get("sobel-x")), Filter(kernels.gaussian(5, 1.0)), SobelMagnitude()):
+            expected = to_dtype(engine.run(op, image, border="mirror"), dtype, policy=policy)
+            for tile in (None, (4, 3)):
+                engine.tile_shape = tile
+                got = engine.run(replace(op, policy=policy), image, border="mirror")
+                assert got.dtype == np.dtype(dtype)
+                np.testing.assert_array_equal(got, expected, err_msg=f"{name} {op.label} {policy} {tile}")
+    engine.tile_shape = None
+
+
+@pytest.mark.parametrize("name", ENGINES)
+def test_run_writes_into_a_preallocated_output(name, engines, rng):
+    engine = engines(name)
+    image = random_image(rng, (17, 15, 3), np.uint8)
+    expected = 255 - image
+    out = np.zeros_like(image)
+    assert engine.run(Invert(), image, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    engine.run(Invert(), image, out=image)  # in place
+    np.testing.assert_array_equal(image, expected)
 
 
 def _square(x):

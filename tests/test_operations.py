@@ -132,6 +132,33 @@ def test_to_dtype_policies():
     assert pixelmill.to_dtype(np.full(3, 7.0), np.uint8, policy="normalize").tolist() == [0, 0, 0]
 
 
+@pytest.mark.parametrize("policy", ["clip", "abs", "shift", "normalize", "float32"])
+def test_api_policy_equals_converting_afterwards(policy, rng):
+    image = random_image(rng, (19, 23, 3), np.uint16)
+    for call in (
+        lambda **kw: pixelmill.convolve(image, "sobel-x", border="reflect", **kw),
+        lambda **kw: pixelmill.correlate(image, "laplacian", border="constant", cval=7, **kw),
+        lambda **kw: pixelmill.sobel(image, **kw),
+    ):
+        expected = pixelmill.to_dtype(call(), image.dtype, policy=policy)
+        got = call(policy=policy)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+        out = np.empty_like(expected)
+        assert call(policy=policy, out=out) is out
+        np.testing.assert_array_equal(out, expected)
+
+
+def test_invert_into_out_and_in_place(rng):
+    image = random_image(rng, (9, 7, 3), np.uint8)
+    expected = 255 - image
+    out = np.empty_like(image)
+    assert pixelmill.invert(image, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    pixelmill.invert(image, out=image)
+    np.testing.assert_array_equal(image, expected)
+
+
 def test_to_dtype_never_wraps(rng):
     x = rng.normal(scale=1e5, size=1000)
     for dtype in (np.uint8, np.uint16, np.int16):
@@ -151,6 +178,10 @@ def test_to_dtype_never_wraps(rng):
         (lambda img: pixelmill.convolve(img[0, 0], "gaussian"), "2-D"),
         (lambda img: pixelmill.convolve(img.astype(np.complex64), "gaussian"), "complex64"),
         (lambda img: pixelmill.to_dtype(img, np.uint8, policy="wrap"), "policy 'wrap'"),
+        (lambda img: pixelmill.sobel(img, policy="wrap"), "policy 'wrap'"),
+        (lambda img: pixelmill.invert(img, out=np.empty((4, 5), np.uint8)), "out must have shape"),
+        (lambda img: pixelmill.convolve(img, "gaussian", out=np.empty((4, 4), np.uint8)), "dtype float32"),
+        (lambda img: pixelmill.invert(img, out=np.empty((4, 8), np.uint8)[:, ::2]), "C-contiguous"),
     ],
 )
 def test_bad_parameters_raise_clear_errors(call, match):

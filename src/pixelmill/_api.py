@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from . import _validation as v
 from .engines import make_engine
-from .ops import Filter, Invert, Operation, SobelMagnitude
+from .ops import TILEWISE_POLICIES, Filter, Invert, Operation, SobelMagnitude, to_dtype
 
 
-def apply(op: Operation, image, *, border="nearest", cval=0.0, engine="numpy", workers=None, **engine_options):
+def apply(
+    op: Operation, image, *, border="nearest", cval=0.0, engine="numpy", workers=None, out=None,
+    **engine_options,
+):
     """Apply an :class:`~pixelmill.ops.Operation` with the named engine (validated here)."""
     image = v.check_image(image)
     border = v.check_border(border)
     cval = v.check_cval(cval)
+    out = v.check_out(out, image.shape, op.out_dtype(image.dtype))
     with make_engine(engine, workers, **engine_options) as eng:
-        return eng.run(op, image, border=border, cval=cval)
+        return eng.run(op, image, border=border, cval=cval, out=out)
 
 
-def invert(image, *, engine: str = "numpy", workers: int | None = None, **engine_options) -> np.ndarray:
+def _apply_filter(op, image, policy, out, **options):
+    """A filter's float32 result, or with ``policy`` the image dtype (per-pixel policies are
+    fused with the filter, tile by tile; ``normalize`` needs the whole result first)."""
+    if policy is None or policy == "float32":
+        return apply(op, image, out=out, **options)
+    v.check_policy(policy)
+    if policy in TILEWISE_POLICIES:
+        return apply(replace(op, policy=policy), image, out=out, **options)
+    image = v.check_image(image)
+    v.check_out(out, image.shape, image.dtype)
+    result = to_dtype(apply(op, image, **options), image.dtype, policy=policy)
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
+def invert(
+    image, *, engine: str = "numpy", workers: int | None = None, out: np.ndarray | None = None,
+    **engine_options,
+) -> np.ndarray:
     """The negative of ``image``, in the image's own dtype.
 
     Unsigned integers become ``max - x``, signed integers ``-1 - x``, floats ``1 - x``
@@ -33,6 +59,9 @@ def invert(image, *, engine: str = "numpy", workers: int | None = None, **engine
         A name from :func:`pixelmill.available_engines`.
     workers : int, optional
         Parallel workers for parallel engines; defaults to the usable cores.
+    out : ndarray, optional
+        A preallocated C-contiguous result array of the image's shape and dtype (it may be
+        ``image`` itself, to invert in place).
 
     Returns
     -------
@@ -51,12 +80,13 @@ def invert(image, *, engine: str = "numpy", workers: int | None = None, **engine
     >>> invert(np.array([[-128, 0, 127]], dtype=np.int8))
     array([[ 127,   -1, -128]], dtype=int8)
     """
-    return apply(Invert(), image, engine=engine, workers=workers, **engine_options)
+    return apply(Invert(), image, engine=engine, workers=workers, out=out, **engine_options)
 
 
 def convolve(
     image, kernel, *, border: str = "nearest", cval: float = 0.0, engine: str = "numpy",
-    workers: int | None = None, **engine_options,
+    workers: int | None = None, policy: str | None = None, out: np.ndarray | None = None,
+    **engine_options,
 ) -> np.ndarray:
     """2-D convolution of each channel with ``kernel`` (the kernel is flipped), as float32.
 
@@ -76,11 +106,18 @@ def convolve(
         Value outside the image for ``border="constant"``.
     engine, workers
         As for :func:`invert`.
+    policy : str, optional
+        Convert the result back to the image dtype with this policy (see
+        :func:`pixelmill.to_dtype`). ``clip``, ``abs`` and ``shift`` are applied tile by tile,
+        fused with the filter, so no full-size float image is made. None (the default) or
+        ``float32`` returns the float32 result.
+    out : ndarray, optional
+        A preallocated C-contiguous result array of the result's shape and dtype.
 
     Returns
     -------
-    ndarray of float32
-        Same shape as ``image``. Convert back with :func:`pixelmill.to_dtype`.
+    ndarray
+        Same shape as ``image``: float32, or the image dtype when a ``policy`` converts it.
 
     Examples
     --------
@@ -89,12 +126,15 @@ def convolve(
     array([[ 5., 20., 15.]], dtype=float32)
     """
     op = Filter(v.check_kernel(kernel), flip=True)
-    return apply(op, image, border=border, cval=cval, engine=engine, workers=workers, **engine_options)
+    return _apply_filter(
+        op, image, policy, out, border=border, cval=cval, engine=engine, workers=workers, **engine_options
+    )
 
 
 def correlate(
     image, kernel, *, border: str = "nearest", cval: float = 0.0, engine: str = "numpy",
-    workers: int | None = None, **engine_options,
+    workers: int | None = None, policy: str | None = None, out: np.ndarray | None = None,
+    **engine_options,
 ) -> np.ndarray:
     """2-D correlation (the kernel is not flipped; what ``cv2.filter2D`` computes), as float32.
 
@@ -108,14 +148,18 @@ def correlate(
     array([[ -5., -20., -15.]], dtype=float32)
     """
     op = Filter(v.check_kernel(kernel), flip=False)
-    return apply(op, image, border=border, cval=cval, engine=engine, workers=workers, **engine_options)
+    return _apply_filter(
+        op, image, policy, out, border=border, cval=cval, engine=engine, workers=workers, **engine_options
+    )
 
 
 def sobel(
     image, *, border: str = "nearest", cval: float = 0.0, engine: str = "numpy",
-    workers: int | None = None, **engine_options,
+    workers: int | None = None, policy: str | None = None, out: np.ndarray | None = None,
+    **engine_options,
 ) -> np.ndarray:
-    """Sobel gradient magnitude ``hypot(convolve(sobel-x), convolve(sobel-y))`` as float32.
+    """Sobel gradient magnitude ``hypot(convolve(sobel-x), convolve(sobel-y))`` as float32,
+    or converted to the image dtype with ``policy`` (parameters as for :func:`convolve`).
 
     Examples
     --------
@@ -123,4 +167,7 @@ def sobel(
     >>> sobel(np.array([[0, 0, 4, 4]], dtype=np.uint8))
     array([[ 0., 16., 16.,  0.]], dtype=float32)
     """
-    return apply(SobelMagnitude(), image, border=border, cval=cval, engine=engine, workers=workers, **engine_options)
+    return _apply_filter(
+        SobelMagnitude(), image, policy, out, border=border, cval=cval, engine=engine, workers=workers,
+        **engine_options,
+    )

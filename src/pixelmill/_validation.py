@@ -61,6 +61,22 @@ def check_policy(policy) -> str:
     return policy
 
 
+def check_out(out, shape, dtype) -> np.ndarray | None:
+    """A caller-supplied output array: writable, C-contiguous, of the result's shape and dtype."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise InvalidParameterError(f"out must be a NumPy array, got {type(out).__name__}")
+    if out.shape != tuple(shape) or out.dtype != np.dtype(dtype):
+        raise InvalidParameterError(
+            f"out must have shape {tuple(shape)!r} and dtype {np.dtype(dtype).name}, "
+            f"got shape {out.shape!r} and dtype {out.dtype.name}"
+        )
+    if not out.flags.writeable or not out.flags.c_contiguous:
+        raise InvalidParameterError("out must be a writable, C-contiguous array")
+    return out
+
+
 def check_kernel(kernel) -> _kernels.Kernel:
     """A Kernel from a Kernel, a registered name, a kernel file path, or a 2-D array."""
     if isinstance(kernel, _kernels.Kernel):

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import __version__
@@ -22,7 +22,7 @@ from ._validation import check_border, check_cval, check_policy
 from .engines import ENGINES, get_engine_class, make_engine, usable_cores
 from .errors import InvalidImageError, InvalidParameterError, PixelmillError, UnsafeOutputError
 from .io import EXTENSION_FORMATS, atomic_write, is_image_path, read_image, write_image
-from .ops import Filter, Operation, to_dtype
+from .ops import TILEWISE_POLICIES, Filter, Operation, to_dtype
 
 __all__ = ["RunSettings", "BatchResult", "run_batch", "discover", "MANIFEST_NAME", "JOURNAL_NAME"]
 
@@ -290,6 +290,12 @@ def close_inner_engines() -> None:
 def _apply_bank(engine, ops: list[Operation], image, s: RunSettings):
     """Run ``ops`` on the colour channels; alpha is carried through untouched."""
     color = image.color
+    # Per-pixel policies run fused with the filter, tile by tile: no full-size float result.
+    ops = [
+        replace(op, policy=policy) if hasattr(op, "policy") and policy in TILEWISE_POLICIES else op
+        for op in ops
+        for policy in [s.policy or op.default_policy]
+    ]
     outputs = []
     for op, result in zip(ops, engine.run_many(ops, color, border=s.border, cval=s.cval)):
         if result.dtype != color.dtype:

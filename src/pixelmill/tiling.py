@@ -21,6 +21,7 @@ __all__ = [
     "pad",
     "plan_tiles",
     "auto_tile_shape",
+    "pad_dtype",
     "bank_layout",
     "window",
 ]
@@ -55,6 +56,26 @@ def border_indices(n: int, before: int, after: int, mode: str) -> np.ndarray:
     if mode == "constant":
         return np.where((i >= 0) & (i < n), i, -1)
     raise ValueError(f"unknown border mode {mode!r}")
+
+
+def pad_dtype(image_dtype, work_dtype, border: str, cval: float) -> np.dtype:
+    """The dtype to hold a padded image in: the image's own (a quarter of float32's memory
+    for 8-bit photos; operations convert tile by tile), unless ``constant`` border's ``cval``
+    does not fit in it, then the operation's float work dtype.
+    """
+    image_dtype = np.dtype(image_dtype)
+    if border != "constant" or _representable(cval, image_dtype):
+        return image_dtype
+    return np.dtype(work_dtype)
+
+
+def _representable(value: float, dtype: np.dtype) -> bool:
+    if dtype == np.bool_:
+        return value in (0.0, 1.0)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return float(value).is_integer() and info.min <= value <= info.max
+    return float(dtype.type(value)) == float(value)
 
 
 def pad(image: np.ndarray, halo: Halo, border: str, cval: float = 0.0, dtype=None) -> np.ndarray:
@@ -161,7 +182,8 @@ def bank_layout(
     """
     groups: dict[np.dtype, list[int]] = {}
     for k, op in enumerate(ops):
-        groups.setdefault(np.dtype(op.work_dtype(image.dtype, flavour)), []).append(k)
+        dtype = pad_dtype(image.dtype, op.work_dtype(image.dtype, flavour), border, cval)
+        groups.setdefault(dtype, []).append(k)
     inputs: list[np.ndarray] = []
     placements: list[tuple[int, int, int]] = [(0, 0, 0)] * len(ops)
     for dtype, members in groups.items():

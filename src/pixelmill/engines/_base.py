@@ -60,10 +60,19 @@ class Engine:
 
     # -- one image -------------------------------------------------------------------------
 
-    def run(self, op: Operation, image: np.ndarray, *, border: str = "nearest", cval: float = 0.0) -> np.ndarray:
-        """Apply ``op`` to ``image`` with the border rule; returns a new array."""
-        padded = tiling.pad(image, op.halo, border, cval, dtype=op.work_dtype(image.dtype, self.flavour))
-        out = np.empty(image.shape, dtype=op.out_dtype(image.dtype))
+    def run(
+        self, op: Operation, image: np.ndarray, *, border: str = "nearest", cval: float = 0.0,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Apply ``op`` to ``image`` with the border rule, into ``out`` (a new array if None).
+
+        ``out`` must have the image's shape and ``op.out_dtype(image.dtype)``; it may be the
+        image itself (the image is read through the padded copy, or elementwise).
+        """
+        dtype = tiling.pad_dtype(image.dtype, op.work_dtype(image.dtype, self.flavour), border, cval)
+        padded = tiling.pad(image, op.halo, border, cval, dtype=dtype)
+        if out is None:
+            out = np.empty(image.shape, dtype=op.out_dtype(image.dtype))
         if out.size:
             self.execute(op, padded, out)
         return out

@@ -1,7 +1,7 @@
 """Operations (what to compute) and dtype conversion policies."""
 
 from ._convert import POLICIES, dtype_range, to_dtype
-from ._operations import FLAVOURS, Filter, Invert, Operation, SobelMagnitude
+from ._operations import FLAVOURS, TILEWISE_POLICIES, Filter, Invert, Operation, SobelMagnitude
 
 __all__ = [
     "FLAVOURS",
@@ -9,6 +9,7 @@ __all__ = [
     "Invert",
     "Filter",
     "SobelMagnitude",
+    "TILEWISE_POLICIES",
     "POLICIES",
     "dtype_range",
     "to_dtype",

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import kernels as _kernels
+from ._convert import to_dtype
 from ._correlate import correlate_loops, correlate_numpy
 from ._invert import invert_loops, invert_numpy
 
-__all__ = ["Operation", "Invert", "Filter", "SobelMagnitude", "FLAVOURS"]
+__all__ = ["Operation", "Invert", "Filter", "SobelMagnitude", "FLAVOURS", "TILEWISE_POLICIES"]
 
 FLAVOURS = ("python", "numpy", "numba")
 
@@ -65,12 +66,53 @@ def _float_work_dtype(flavour: str) -> np.dtype:
     return np.dtype(np.float64 if flavour == "python" else np.float32)
 
 
+#: Policies that convert each pixel on its own, so they can run tile by tile, fused with the
+#: filter: no full-size float image is ever needed. ``normalize`` needs the whole result's
+#: range and ``float32`` keeps it, so those return the float result.
+TILEWISE_POLICIES = ("clip", "abs", "shift")
+
+
+class _FloatFilter(Operation):
+    """Shared by the filters: float arithmetic on a padded block of any dtype, and an
+    optional conversion back to the image dtype (``policy``) done tile by tile."""
+
+    policy: str | None = None
+
+    def work_dtype(self, dtype, flavour):
+        return _float_work_dtype(flavour)
+
+    def out_dtype(self, dtype):
+        if self.policy in TILEWISE_POLICIES:
+            return np.dtype(dtype)
+        return np.dtype(np.float32)
+
+    def compute(self, block, out, flavour):
+        # The padded input holds the image dtype (a quarter of float32's memory for 8-bit
+        # images); each tile is converted to the work dtype here.
+        block = block.astype(_float_work_dtype(flavour), copy=False)
+        if out.dtype == np.float32 and self.policy not in TILEWISE_POLICIES:
+            self.compute_float(block, out, flavour)
+            return
+        result = np.empty(out.shape, dtype=np.float32)
+        self.compute_float(block, result, flavour)
+        out[...] = to_dtype(result, out.dtype, policy=self.policy)
+
+    def compute_float(self, block, out, flavour):
+        """Write the float32 result for a float ``block`` into ``out``."""
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class Filter(Operation):
-    """Correlation with ``kernel``, or convolution (``flip=True``: the kernel is rotated 180°)."""
+class Filter(_FloatFilter):
+    """Correlation with ``kernel``, or convolution (``flip=True``: the kernel is rotated 180°).
+
+    With ``policy`` in :data:`TILEWISE_POLICIES` the result is converted to the image dtype;
+    otherwise it is float32.
+    """
 
     kernel: _kernels.Kernel
     flip: bool = True
+    policy: str | None = None
 
     @property
     def label(self) -> str:  # type: ignore[override]
@@ -89,13 +131,7 @@ class Filter(Operation):
         """The kernel as correlated: flipped for convolution."""
         return self.kernel.flipped() if self.flip else self.kernel
 
-    def work_dtype(self, dtype, flavour):
-        return _float_work_dtype(flavour)
-
-    def out_dtype(self, dtype):
-        return np.dtype(np.float32)
-
-    def compute(self, block, out, flavour):
+    def compute_float(self, block, out, flavour):
         k = self.effective_kernel
         if flavour == "python":
             correlate_loops(block, k.weights, out)
@@ -107,26 +143,23 @@ class Filter(Operation):
             correlate_numpy(block, k.weights, out, k.factors)
 
 
+_SOBEL_X = Filter(_kernels.get("sobel-x"))
+_SOBEL_Y = Filter(_kernels.get("sobel-y"))
+
+
 @dataclass(frozen=True)
-class SobelMagnitude(Operation):
+class SobelMagnitude(_FloatFilter):
     """Gradient magnitude ``sqrt(gx^2 + gy^2)`` from the ``sobel-x`` and ``sobel-y`` kernels."""
 
     label: str = "sobel"
     halo: tuple[int, int, int, int] = (1, 1, 1, 1)
     default_policy: str = "clip"
+    policy: str | None = None
 
-    def work_dtype(self, dtype, flavour):
-        return _float_work_dtype(flavour)
-
-    def out_dtype(self, dtype):
-        return np.dtype(np.float32)
-
-    def compute(self, block, out, flavour):
-        gx = Filter(_kernels.get("sobel-x"))
-        gy = Filter(_kernels.get("sobel-y"))
-        work = np.float64 if flavour == "python" else np.float32
+    def compute_float(self, block, out, flavour):
+        work = _float_work_dtype(flavour)
         tx = np.empty(out.shape, dtype=work)
         ty = np.empty(out.shape, dtype=work)
-        gx.compute(block, tx, flavour)
-        gy.compute(block, ty, flavour)
+        _SOBEL_X.compute_float(block, tx, flavour)
+        _SOBEL_Y.compute_float(block, ty, flavour)
         out[...] = np.hypot(tx, ty)
