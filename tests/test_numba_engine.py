@@ -242,6 +242,28 @@ def test_filter_bit_identical_to_numpy_engine(shape, kernel_name):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("policy", ["clip", "abs", "shift"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int8, np.float32])
+def test_fused_conversion_bit_identical_to_numpy_engine(dtype, policy):
+    # The numba kernels read the image dtype and store the converted result themselves;
+    # the numpy engine converts to float32 first and calls to_dtype at the end.
+    from dataclasses import replace
+
+    from pixelmill.ops import SobelMagnitude
+
+    image = _image((31, 2100, 3), dtype)  # wide: several column chunks
+    ops = [Filter(KERNELS[name][0]) for name in ("gaussian-5", "random-3x5", "laplacian")] + [SobelMagnitude()]
+    with make_engine("numba", workers=2) as fast, make_engine("numpy") as reference:
+        for op in ops:
+            fused = replace(op, policy=policy)
+            got = fast.run(fused, image, border="mirror")
+            want = reference.run(fused, image, border="mirror")
+            assert got.dtype == want.dtype == np.dtype(dtype)
+            np.testing.assert_array_equal(got, want, err_msg=f"{op.label} {policy}")
+            # and the float result too, read straight from the image dtype
+            np.testing.assert_array_equal(fast.run(op, image, border="mirror"), reference.run(op, image, border="mirror"))
+
+
 @pytest.mark.parametrize(
     "kernel_name", ["gaussian-5", "random-15x15", "even-sep-4x2", "random-3x5"]
 )

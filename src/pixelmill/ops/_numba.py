@@ -30,7 +30,7 @@ import numba
 import numpy as np
 from numba import prange
 
-__all__ = ["invert_numba", "correlate_numba"]
+__all__ = ["invert_numba", "correlate_numba", "sobel_numba", "store_code"]
 
 # Column-chunk sizes, in samples (W * C units). Measured on AVX2 with 32 KiB L1 / 512 KiB L2
 # per core; results never depend on them (every sample has the same arithmetic).
@@ -110,37 +110,70 @@ def invert_numba(block: np.ndarray, out: np.ndarray) -> None:
 
 @_jit_serial
 def _sweep(dst, m, first, x0, w0, x1, w1, x2, w2, x3, w3, taps):
-    """Add ``taps`` (1 to 4) weighted rows into ``dst[:m]``, one after the other, in order;
-    ``first``: start from the first product (the running sum is zero)."""
+    """Add ``taps`` (1 to 4) weighted rows into the float32 ``dst[:m]``, one after the other,
+    in order; ``first``: start from the first product (the running sum is zero). Inputs of
+    any dtype are converted to float32 as they are read (no float copy of the image)."""
     # One sweep for up to four taps keeps the running sum in a register between them; the
     # order of the additions is unchanged, so this is exactly a tap-at-a-time sum.
+    f = np.float32
     if taps == 4:
         if first:
             for k in range(m):
-                dst[k] = ((w0 * x0[k] + w1 * x1[k]) + w2 * x2[k]) + w3 * x3[k]
+                dst[k] = ((w0 * f(x0[k]) + w1 * f(x1[k])) + w2 * f(x2[k])) + w3 * f(x3[k])
         else:
             for k in range(m):
-                dst[k] = (((dst[k] + w0 * x0[k]) + w1 * x1[k]) + w2 * x2[k]) + w3 * x3[k]
+                dst[k] = (((dst[k] + w0 * f(x0[k])) + w1 * f(x1[k])) + w2 * f(x2[k])) + w3 * f(x3[k])
     elif taps == 3:
         if first:
             for k in range(m):
-                dst[k] = (w0 * x0[k] + w1 * x1[k]) + w2 * x2[k]
+                dst[k] = (w0 * f(x0[k]) + w1 * f(x1[k])) + w2 * f(x2[k])
         else:
             for k in range(m):
-                dst[k] = ((dst[k] + w0 * x0[k]) + w1 * x1[k]) + w2 * x2[k]
+                dst[k] = ((dst[k] + w0 * f(x0[k])) + w1 * f(x1[k])) + w2 * f(x2[k])
     elif taps == 2:
         if first:
             for k in range(m):
-                dst[k] = w0 * x0[k] + w1 * x1[k]
+                dst[k] = w0 * f(x0[k]) + w1 * f(x1[k])
         else:
             for k in range(m):
-                dst[k] = (dst[k] + w0 * x0[k]) + w1 * x1[k]
+                dst[k] = (dst[k] + w0 * f(x0[k])) + w1 * f(x1[k])
     elif first:
         for k in range(m):
-            dst[k] = w0 * x0[k]
+            dst[k] = w0 * f(x0[k])
     else:
         for k in range(m):
-            dst[k] = dst[k] + w0 * x0[k]
+            dst[k] = dst[k] + w0 * f(x0[k])
+
+
+#: How a float32 result is stored (``store`` codes): as float32, or rounded to an integer
+#: dtype after the ``clip``, ``abs`` or ``shift`` policy, exactly as ``to_dtype`` does.
+STORE_FLOAT, STORE_CLIP, STORE_ABS, STORE_SHIFT = 0, 1, 2, 3
+
+
+@numba.njit(inline="always")
+def _rounded(v, store, lo, hi, mid):
+    # Same float32 steps as to_dtype: abs or + mid, round half to even, then clip.
+    if store == STORE_ABS:
+        v = abs(v)
+    elif store == STORE_SHIFT:
+        v = v + mid
+    v = np.rint(v)
+    if v < lo:
+        v = lo
+    elif v > hi:
+        v = hi
+    return v
+
+
+@_jit_serial
+def _store_row(src, dst, m, store, lo, hi, mid):
+    """``dst[:m] = src[:m]`` (float32), converted by ``store``."""
+    if store == STORE_FLOAT:
+        for k in range(m):
+            dst[k] = src[k]
+    else:
+        for k in range(m):
+            dst[k] = _rounded(src[k], store, lo, hi, mid)
 
 
 @_jit_serial
@@ -182,7 +215,7 @@ def _column_pass(ring, top, weights, dst, m):
 
 
 @_jit
-def _correlate_separable(block, column, row, out, step, n_strips, chunk):
+def _correlate_separable(block, column, row, out, step, n_strips, chunk, store, lo, hi, mid):
     h, n = out.shape
     kh = column.shape[0]
     width = min(chunk, n)
@@ -190,7 +223,8 @@ def _correlate_separable(block, column, row, out, step, n_strips, chunk):
         r0 = s * h // n_strips
         r1 = (s + 1) * h // n_strips
         # Row-pass results of input rows r .. r + kh - 1, input row r kept in slot r % kh.
-        ring = np.empty((kh, width), dtype=out.dtype)
+        ring = np.empty((kh, width), dtype=np.float32)
+        line = np.empty(width, dtype=np.float32)
         for c0 in range(0, n, chunk):
             m = min(chunk, n - c0)
             for r in range(r0, r0 + kh - 1):
@@ -198,11 +232,48 @@ def _correlate_separable(block, column, row, out, step, n_strips, chunk):
             for i in range(r0, r1):
                 r = i + kh - 1
                 _row_pass(block[r], c0, row, step, ring[r % kh], m)
-                _column_pass(ring, i, column, out[i, c0 : c0 + m], m)
+                _column_pass(ring, i, column, line, m)
+                _store_row(line, out[i, c0 : c0 + m], m, store, lo, hi, mid)
 
 
 @_jit
-def _correlate_general(block, weights, out, step, n_strips, chunk):
+def _sobel(block, x_column, x_row, y_column, y_row, out, step, n_strips, chunk, store, lo, hi, mid):
+    # The separable pass of _correlate_separable for both Sobel kernels at once, so the
+    # input is read once and neither gradient is ever a full-size image.
+    h, n = out.shape
+    kh = x_column.shape[0]
+    width = min(chunk, n)
+    for s in prange(n_strips):
+        r0 = s * h // n_strips
+        r1 = (s + 1) * h // n_strips
+        ring_x = np.empty((kh, width), dtype=np.float32)
+        ring_y = np.empty((kh, width), dtype=np.float32)
+        gx = np.empty(width, dtype=np.float32)
+        gy = np.empty(width, dtype=np.float32)
+        for c0 in range(0, n, chunk):
+            m = min(chunk, n - c0)
+            for r in range(r0, r0 + kh - 1):
+                _row_pass(block[r], c0, x_row, step, ring_x[r % kh], m)
+                _row_pass(block[r], c0, y_row, step, ring_y[r % kh], m)
+            for i in range(r0, r1):
+                r = i + kh - 1
+                _row_pass(block[r], c0, x_row, step, ring_x[r % kh], m)
+                _row_pass(block[r], c0, y_row, step, ring_y[r % kh], m)
+                _column_pass(ring_x, i, x_column, gx, m)
+                _column_pass(ring_y, i, y_column, gy, m)
+                for k in range(m):
+                    gx[k] = np.hypot(gx[k], gy[k])
+                _store_row(gx, out[i, c0 : c0 + m], m, store, lo, hi, mid)
+
+
+@numba.njit(inline="always")
+def _f64(x):
+    # Through float32 first, as the NumPy flavour's float32 block holds every sample.
+    return np.float64(np.float32(x))
+
+
+@_jit
+def _correlate_general(block, weights, out, step, n_strips, chunk, store, lo, hi, mid):
     h, n = out.shape
     kh, kw = weights.shape
     width = min(chunk, n)
@@ -230,20 +301,24 @@ def _correlate_general(block, weights, out, step, n_strips, chunk):
                         x2 = src[o + 2 * step : o + 2 * step + m]
                         x3 = src[o + 3 * step : o + 3 * step + m]
                         for k in range(m):
-                            t = acc[k] + np.float64(x0[k]) * w0
-                            t = t + np.float64(x1[k]) * w1
-                            t = t + np.float64(x2[k]) * w2
-                            acc[k] = t + np.float64(x3[k]) * w3
+                            t = acc[k] + _f64(x0[k]) * w0
+                            t = t + _f64(x1[k]) * w1
+                            t = t + _f64(x2[k]) * w2
+                            acc[k] = t + _f64(x3[k]) * w3
                         b += 4
                     while b < kw:
                         wt = weights[a, b]
                         x = src[c0 + b * step : c0 + b * step + m]
                         for k in range(m):
-                            acc[k] += np.float64(x[k]) * wt
+                            acc[k] += _f64(x[k]) * wt
                         b += 1
                 dst = out[i, c0 : c0 + m]
-                for k in range(m):
-                    dst[k] = acc[k]
+                if store == STORE_FLOAT:
+                    for k in range(m):
+                        dst[k] = acc[k]
+                else:
+                    for k in range(m):
+                        dst[k] = _rounded(np.float32(acc[k]), store, lo, hi, mid)
 
 
 def _strips(h: int, kh: int) -> int:
@@ -253,54 +328,103 @@ def _strips(h: int, kh: int) -> int:
     return max(1, min(threads, h // max(1, 2 * kh)))
 
 
+def store_code(dtype, policy: str | None) -> tuple[int, float, float, float] | None:
+    """``(store, lo, hi, mid)`` for storing a float32 result as ``dtype`` with ``policy``
+    inside the kernels, or None when :func:`..to_dtype` must do it afterwards (policies that
+    need the whole result, float or wide integer targets)."""
+    dtype = np.dtype(dtype)
+    if policy is None or policy == "float32":
+        return (STORE_FLOAT, 0.0, 0.0, 0.0) if dtype == np.float32 else None
+    codes = {"clip": STORE_CLIP, "abs": STORE_ABS, "shift": STORE_SHIFT}
+    # Integers up to 16 bits: their whole range is exact in float32, like to_dtype's clip.
+    if policy not in codes or dtype.kind not in "iu" or dtype.itemsize > 2:
+        return None
+    info = np.iinfo(dtype)
+    mid = (int(info.min) + int(info.max) + 1) / 2
+    return codes[policy], float(info.min), float(info.max), mid
+
+
 def correlate_numba(
     block: np.ndarray,
     weights: np.ndarray,
     out: np.ndarray,
     factors: tuple[np.ndarray, np.ndarray] | None = None,
+    store: tuple[int, float, float, float] = (STORE_FLOAT, 0.0, 0.0, 0.0),
 ) -> None:
     """Valid-region correlation ``out[i, j] = sum w[a, b] * block[i + a, j + b]``, per channel.
 
     Same contract and, operation for operation, the same arithmetic as
-    :func:`._correlate.correlate_numpy`.
+    :func:`._correlate.correlate_numpy` on ``block`` converted to float32; the conversions
+    in and out happen in the kernels, so no float copy of the image is made.
 
     Parameters
     ----------
     block : ndarray
-        Padded input, (H + kh - 1) x (W + kw - 1) [x C], float32 (the numba work dtype).
+        Padded input, (H + kh - 1) x (W + kw - 1) [x C], any real dtype.
     weights : ndarray
         kh x kw float64 weights (already flipped for convolution).
     out : ndarray
-        H x W [x C] float32, written in place.
+        H x W [x C], written in place: float32, or the dtype ``store`` converts to.
     factors : (ndarray, ndarray), optional
         ``(column, row)`` with ``outer(column, row) == weights``: run as a row pass then a
-        column pass in ``out.dtype``. Without it, each output sample accumulates in float64.
+        column pass in float32. Without it, each output sample accumulates in float64.
+    store : tuple, optional
+        From :func:`store_code`: how the float32 result is stored into ``out``.
 
     Examples
     --------
     >>> import numpy as np
-    >>> block = np.array([[0, 0, 10, 40, 40]], dtype=np.float32)
+    >>> block = np.array([[0, 0, 10, 40, 40]], dtype=np.uint8)
     >>> out = np.empty((1, 3), dtype=np.float32)
     >>> correlate_numba(block, np.array([[-0.5, 0.0, 0.5]]), out)
     >>> out
     array([[ 5., 20., 15.]], dtype=float32)
+    >>> out8 = np.empty((1, 3), dtype=np.uint8)
+    >>> correlate_numba(block, np.array([[0.5, 0.0, -0.5]]), out8, store=store_code(np.uint8, "abs"))
+    >>> out8
+    array([[ 5, 20, 15]], dtype=uint8)
     """
     h = out.shape[0]
     channels = out.shape[2] if out.ndim == 3 else 1
     kh, kw = weights.shape
+    if block.dtype == np.bool_:
+        block = block.view(np.uint8)
     src = np.ascontiguousarray(block).reshape(block.shape[0], -1)
     contiguous = out.flags.c_contiguous
     dst = out.reshape(h, -1) if contiguous else np.empty((h, out[0].size), dtype=out.dtype)
     n_strips = _strips(h, kh)
+    code, lo, hi, mid = store
+    lo, hi, mid = np.float32(lo), np.float32(hi), np.float32(mid)
     if factors is not None:
         column, row = factors
-        # The NumPy flavour multiplies by dtype.type(wt): round the factors the same way.
-        column = np.ascontiguousarray(column, dtype=out.dtype)
-        row = np.ascontiguousarray(row, dtype=out.dtype)
-        chunk = max(CHUNK, RING_BYTES // (kh * dst.itemsize))
-        _correlate_separable(src, column, row, dst, channels, n_strips, chunk)
+        # The NumPy flavour multiplies by float32(wt): round the factors the same way.
+        column = np.ascontiguousarray(column, dtype=np.float32)
+        row = np.ascontiguousarray(row, dtype=np.float32)
+        chunk = max(CHUNK, RING_BYTES // (kh * 4))
+        _correlate_separable(src, column, row, dst, channels, n_strips, chunk, code, lo, hi, mid)
     else:
         weights = np.ascontiguousarray(weights, dtype=np.float64)
-        _correlate_general(src, weights, dst, channels, n_strips, CHUNK)
+        _correlate_general(src, weights, dst, channels, n_strips, CHUNK, code, lo, hi, mid)
+    if not contiguous:
+        out[...] = dst.reshape(out.shape)
+
+
+def sobel_numba(block, x_factors, y_factors, out, store=(STORE_FLOAT, 0.0, 0.0, 0.0)) -> None:
+    """``out = hypot(gx, gy)`` for the separable Sobel kernels given as ``(column, row)``
+    factors (already flipped), with the same arithmetic as two :func:`correlate_numba` calls
+    followed by ``np.hypot``, in one pass over ``block``; stored as :func:`correlate_numba`
+    does."""
+    h = out.shape[0]
+    channels = out.shape[2] if out.ndim == 3 else 1
+    if block.dtype == np.bool_:
+        block = block.view(np.uint8)
+    src = np.ascontiguousarray(block).reshape(block.shape[0], -1)
+    contiguous = out.flags.c_contiguous
+    dst = out.reshape(h, -1) if contiguous else np.empty((h, out[0].size), dtype=out.dtype)
+    kh = len(x_factors[0])
+    code, lo, hi, mid = store
+    f32 = [np.ascontiguousarray(f, dtype=np.float32) for f in (*x_factors, *y_factors)]
+    chunk = max(CHUNK, RING_BYTES // (2 * kh * 4))
+    _sobel(src, *f32, dst, channels, _strips(h, kh), chunk, code, np.float32(lo), np.float32(hi), np.float32(mid))
     if not contiguous:
         out[...] = dst.reshape(out.shape)

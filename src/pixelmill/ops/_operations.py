@@ -87,6 +87,13 @@ class _FloatFilter(Operation):
         return np.dtype(np.float32)
 
     def compute(self, block, out, flavour):
+        if flavour == "numba":
+            from ._numba import store_code
+
+            store = store_code(out.dtype, self.policy)
+            if store is not None:  # the kernels convert in and out as they go
+                self.compute_numba(block, out, store)
+                return
         # The padded input holds the image dtype (a quarter of float32's memory for 8-bit
         # images); each tile is converted to the work dtype here.
         block = block.astype(_float_work_dtype(flavour), copy=False)
@@ -99,6 +106,10 @@ class _FloatFilter(Operation):
 
     def compute_float(self, block, out, flavour):
         """Write the float32 result for a float ``block`` into ``out``."""
+        raise NotImplementedError
+
+    def compute_numba(self, block, out, store):
+        """The numba flavour, reading ``block`` in its own dtype and storing by ``store``."""
         raise NotImplementedError
 
 
@@ -130,6 +141,12 @@ class Filter(_FloatFilter):
     def effective_kernel(self) -> _kernels.Kernel:
         """The kernel as correlated: flipped for convolution."""
         return self.kernel.flipped() if self.flip else self.kernel
+
+    def compute_numba(self, block, out, store):
+        from ._numba import correlate_numba
+
+        k = self.effective_kernel
+        correlate_numba(block, k.weights, out, k.factors, store)
 
     def compute_float(self, block, out, flavour):
         k = self.effective_kernel
@@ -163,3 +180,8 @@ class SobelMagnitude(_FloatFilter):
         _SOBEL_X.compute_float(block, tx, flavour)
         _SOBEL_Y.compute_float(block, ty, flavour)
         out[...] = np.hypot(tx, ty)
+
+    def compute_numba(self, block, out, store):
+        from ._numba import sobel_numba
+
+        sobel_numba(block, _SOBEL_X.effective_kernel.factors, _SOBEL_Y.effective_kernel.factors, out, store)
