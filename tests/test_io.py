@@ -351,6 +351,35 @@ def test_icc_profile_and_exif_kept(tmp_path, rng, fmt, ext):
     assert d["icc"] is True and d["exif"] is True
 
 
+@pytest.mark.parametrize("subsampling", [0, 1, 2])
+def test_jpeg_fast_codec_path_matches_pillow(tmp_path, rng, subsampling):
+    # RGB and grey JPEGs are decoded and encoded with libjpeg-turbo directly (simplejpeg):
+    # the pixels must be Pillow's, and the file must carry what Pillow would write.
+    big_icc = srgb_icc() + bytes(rng.integers(0, 256, 150_000, dtype=np.uint8))  # > 2 APP2 segments
+    src = tmp_path / "in.jpg"
+    PILImage.fromarray(smooth_rgb(rng)).save(src, quality=90, subsampling=subsampling, icc_profile=big_icc,
+                                             exif=_exif(1), xmp=b"<x:xmpmeta>pixelmill</x:xmpmeta>")
+    img = read_image(src)
+    np.testing.assert_array_equal(img.data, pil_array(src))
+    out = write_image(tmp_path / "out.jpg", img, quality=93)
+    with PILImage.open(out) as im:
+        assert im.info["icc_profile"] == big_icc
+        assert im.getexif()[ExifTags.Base.Make] == "PixelCam"
+        assert b"pixelmill" in im.info["xmp"]
+        assert JpegImagePlugin.get_sampling(im) == subsampling
+        assert not im.info.get("progressive")
+    # Same quality tables as Pillow's encoder at the same quality.
+    pil_out = tmp_path / "pil.jpg"
+    PILImage.fromarray(img.data).save(pil_out, quality=93, subsampling=subsampling)
+    with PILImage.open(out) as ours, PILImage.open(pil_out) as theirs:
+        assert ours.quantization == theirs.quantization
+    grey = tmp_path / "grey.jpg"
+    PILImage.fromarray(smooth_rgb(rng)[..., 0]).save(grey)
+    g = read_image(grey)
+    np.testing.assert_array_equal(g.data, pil_array(grey))
+    np.testing.assert_array_equal(read_image(write_image(tmp_path / "g.jpg", g)).data.shape, g.data.shape)
+
+
 def test_icc_profile_kept_by_tifffile_writes(tmp_path, rng):
     icc = srgb_icc()
     arr = rng.integers(0, 65536, (H, W, 3), dtype=np.uint16)

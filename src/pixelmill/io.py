@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 from PIL import Image as PILImage
 from PIL import ImageFile
 
@@ -498,7 +499,9 @@ def _read_pillow(fh, path: Path, fmt: str, im) -> Image:
     mode = im.mode
     try:
         with _pillow_strict(im.size[0] * im.size[1]):
-            im.load()
+            data = _turbo_decode(fh, im, fmt) if convert_to is None else None
+            if data is None:
+                im.load()
             exif = im.getexif()
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"image file {str(path)!r}: {_one_line(exc)}") from None
@@ -509,13 +512,30 @@ def _read_pillow(fh, path: Path, fmt: str, im) -> Image:
     info = _pil_metadata(fh, im, fmt, exif, mode)
     if convert_to is not None:
         im = im.convert(convert_to)
-    data = np.asarray(im)  # one copy out of Pillow's buffer; read-only, which is fine
+    if data is None:
+        data = np.asarray(im)  # one copy out of Pillow's buffer; read-only, which is fine
     if data.dtype != dtype:
         data = data.astype(dtype)  # e.g. big-endian I;16B or PNG "I" -> native uint16
     data = _orient(data, info["orientation"])
     if info["orientation"] in (5, 6, 7, 8) and info.get("dpi"):
         info["dpi"] = info["dpi"][::-1]
     return Image(data=data, has_alpha=has_alpha, mode=mode, format=fmt, info=info, path=path)
+
+
+def _turbo_decode(fh, im, fmt: str) -> np.ndarray | None:
+    """An 8-bit RGB or grey JPEG decoded by libjpeg-turbo straight into a NumPy array
+    (simplejpeg), or None for Pillow to decode. Same library, same settings (accurate DCT,
+    fancy upsampling), same pixels as Pillow's decoder, without Pillow's 4-bytes-per-pixel
+    buffer and the copy out of it: about twice as fast. Metadata still comes from Pillow,
+    which parsed the header."""
+    if fmt != "JPEG" or im.mode not in ("RGB", "L"):
+        return None
+    fh.seek(0)
+    raw = fh.read()
+    data = simplejpeg.decode_jpeg(raw, colorspace="RGB" if im.mode == "RGB" else "GRAY")  # strict: corrupt data raises
+    if data.shape[:2] != im.size[::-1]:
+        return None
+    return data[..., 0] if im.mode == "L" else data
 
 
 def _pil_metadata(fh, im, fmt: str, exif, mode: str) -> dict:
@@ -1041,7 +1061,10 @@ def write_image(
     info = dict(meta.info) if meta is not None else {}
     same_format = meta is not None and meta.format == fmt
 
-    if fmt == "TIFF" and not _pillow_tiff_ok(data):
+    turbo = _turbo_encoder(data, has_alpha, info, quality) if fmt == "JPEG" else None
+    if turbo is not None:
+        encode = turbo
+    elif fmt == "TIFF" and not _pillow_tiff_ok(data):
         encode = _tifffile_encoder(data, has_alpha, info)
     else:
         pil = _to_pillow(data, has_alpha)
@@ -1054,6 +1077,53 @@ def write_image(
 
     atomic_write(path, encode)
     return path
+
+
+#: JPEG chroma subsampling as Pillow numbers it (``info["subsampling"]``) -> simplejpeg's name.
+_SUBSAMPLING_NAMES = {-1: "420", 0: "444", 1: "422", 2: "420"}
+_ICC_CHUNK = 65519  # an APP2 segment's payload limit, less the 14-byte ICC_PROFILE header
+
+
+def _turbo_encoder(data: np.ndarray, has_alpha: bool, info: dict, quality: int):
+    """Encode an 8-bit RGB or grey image with libjpeg-turbo (simplejpeg), or None to leave
+    it to Pillow (progressive output, dpi, metadata too large for one segment). Same
+    quantisation tables for the same quality, same chroma subsampling as Pillow would write;
+    the ICC profile, EXIF and XMP go into the usual APP1/APP2 segments."""
+    grey = data.ndim == 2
+    if data.dtype != np.uint8 or has_alpha or not (grey or data.shape[2] == 3):
+        return None
+    if info.get("progressive") or info.get("dpi"):
+        return None
+    segments = []
+    if info.get("exif"):
+        segments.append((0xE1, bytes(info["exif"])))
+    if info.get("xmp"):
+        segments.append((0xE1, b"http://ns.adobe.com/xap/1.0/\x00" + bytes(info["xmp"])))
+    icc = info.get("icc_profile")
+    if icc:
+        chunks = [icc[i : i + _ICC_CHUNK] for i in range(0, len(icc), _ICC_CHUNK)]
+        if len(chunks) > 255:
+            return None
+        for n, chunk in enumerate(chunks, 1):
+            segments.append((0xE2, b"ICC_PROFILE\x00" + bytes([n, len(chunks)]) + bytes(chunk)))
+    if any(len(payload) > 0xFFFF - 2 for _, payload in segments):
+        return None
+    sub = "Gray" if grey else _SUBSAMPLING_NAMES.get(info.get("subsampling", -1), "420")
+    pixels = np.ascontiguousarray(data[..., None] if grey else data)
+
+    def encode(fh):
+        jpeg = simplejpeg.encode_jpeg(pixels, quality=quality, colorspace="GRAY" if grey else "RGB",
+                                      colorsubsampling=sub)
+        # The metadata segments go after SOI and the JFIF APP0 segment libjpeg writes first.
+        at = 2
+        if jpeg[2:4] == b"\xff\xe0":
+            at = 4 + int.from_bytes(jpeg[4:6], "big")
+        fh.write(jpeg[:at])
+        for marker, payload in segments:
+            fh.write(bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload)
+        fh.write(jpeg[at:])
+
+    return encode
 
 
 def _pillow_tiff_ok(data: np.ndarray) -> bool:
