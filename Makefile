@@ -22,8 +22,10 @@ demo: $(STAMP)
 	$(VENV)/bin/pixelmill sample-library $(DEMO_DIR)/library --count 24 --max-pixels 4000000
 	$(VENV)/bin/pixelmill run $(DEMO_DIR)/library -o $(DEMO_DIR)/results \
 		--op invert --op gaussian --op sobel --sheet
+	$(VENV)/bin/pixelmill bench --quick -o $(DEMO_DIR)/bench
 	@echo
 	@echo "Demo outputs: $(CURDIR)/$(DEMO_DIR)/results (manifest.json, contact sheet)"
+	@echo "Benchmark:    $(CURDIR)/$(DEMO_DIR)/bench/report.md (plots, results.csv, results.json)"
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -127,7 +127,7 @@ def _write_report(path: Path, header, records, analyses, plots, targets, errors)
     out.append("- **Checks**: every timed method's output (the last timed run) is compared with a reference; "
                "each table's *check* column gives the largest absolute difference and whether it is within "
                "the stated tolerance (`tolerance` in results.csv).")
-    out += ["", "## Targets (preliminary)", "", targets_table(targets)]
+    out += ["", "## Targets", "", targets_table(targets)]
     for name in analyses:
         module = suite_module(name)
         mine = [r for r in records if r.suite == name]

@@ -9,6 +9,12 @@ only possible bit difference is the sign of a zero result):
 * general kernels: every tap ``float64(x) * w[a, b]`` added in row-major tap order into a
   float64 accumulator, rounded to the output dtype once at the end.
 
+The kernels read the padded block in the image's own dtype, converting each sample to float32
+as they load it (exactly what the NumPy flavour's float32 copy holds), and store either the
+float32 result or, for the ``clip``/``abs``/``shift`` policies, the rounded image-dtype value
+with the same float32 steps as :func:`..to_dtype`; so no float copy of the image and no
+full-size float result is ever made.
+
 Layout: ``block`` (the padded input) and ``out`` are handled as 2-D ``rows x (W * C)`` views,
 so a tap ``b`` columns to the right is ``b * C`` samples further along the same contiguous row
 and channels are the fastest-varying index. Output rows are split into one strip per thread
