@@ -380,6 +380,17 @@ def test_jpeg_fast_codec_path_matches_pillow(tmp_path, rng, subsampling):
     np.testing.assert_array_equal(read_image(write_image(tmp_path / "g.jpg", g)).data.shape, g.data.shape)
 
 
+def test_jpeg_with_libjpeg_warnings_still_reads_like_pillow(tmp_path, rng):
+    # Extraneous bytes before a marker: libjpeg warns, Pillow decodes. The fast path must not
+    # turn such (common) camera files into failures.
+    src = tmp_path / "in.jpg"
+    PILImage.fromarray(smooth_rgb(rng)).save(src, quality=90)
+    data = src.read_bytes()
+    sos = data.index(b"\xff\xda")
+    src.write_bytes(data[:sos] + b"\x00\x00\x00" + data[sos:])
+    np.testing.assert_array_equal(read_image(src).data, pil_array(src))
+
+
 def test_icc_profile_kept_by_tifffile_writes(tmp_path, rng):
     icc = srgb_icc()
     arr = rng.integers(0, 65536, (H, W, 3), dtype=np.uint16)

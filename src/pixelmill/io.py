@@ -532,7 +532,12 @@ def _turbo_decode(fh, im, fmt: str) -> np.ndarray | None:
         return None
     fh.seek(0)
     raw = fh.read()
-    data = simplejpeg.decode_jpeg(raw, colorspace="RGB" if im.mode == "RGB" else "GRAY")  # strict: corrupt data raises
+    try:
+        data = simplejpeg.decode_jpeg(raw, colorspace="RGB" if im.mode == "RGB" else "GRAY")
+    except ValueError:
+        # Strict mode raises on any libjpeg warning (e.g. extraneous bytes before a marker,
+        # common in camera files); Pillow decides those cases as it always has.
+        return None
     if data.shape[:2] != im.size[::-1]:
         return None
     return data[..., 0] if im.mode == "L" else data
