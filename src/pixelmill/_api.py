@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from . import _validation as v
 from .engines import make_engine
-from .ops import TILEWISE_POLICIES, Filter, Invert, Operation, SobelMagnitude, to_dtype
+from .ops import Filter, Invert, Operation, SobelMagnitude, to_dtype
 
 
 def apply(
@@ -29,9 +27,9 @@ def _apply_filter(op, image, policy, out, **options):
     fused with the filter, tile by tile; ``normalize`` needs the whole result first)."""
     if policy is None or policy == "float32":
         return apply(op, image, out=out, **options)
-    v.check_policy(policy)
-    if policy in TILEWISE_POLICIES:
-        return apply(replace(op, policy=policy), image, out=out, **options)
+    fused = op.with_policy(v.check_policy(policy))
+    if fused is not op:
+        return apply(fused, image, out=out, **options)
     image = v.check_image(image)
     v.check_out(out, image.shape, image.dtype)
     result = to_dtype(apply(op, image, **options), image.dtype, policy=policy)

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from ._validation import check_border, check_cval, check_policy
 from .engines import ENGINES, get_engine_class, make_engine, usable_cores
 from .errors import InvalidImageError, InvalidParameterError, PixelmillError, UnsafeOutputError
 from .io import EXTENSION_FORMATS, atomic_write, is_image_path, read_image, write_image
-from .ops import TILEWISE_POLICIES, Filter, Operation, to_dtype
+from .ops import Filter, Operation, to_dtype
 
 __all__ = ["RunSettings", "BatchResult", "run_batch", "discover", "MANIFEST_NAME", "JOURNAL_NAME"]
 
@@ -293,11 +293,7 @@ def _apply_bank(engine, ops: list[Operation], image, s: RunSettings):
     """Run ``ops`` on the colour channels; alpha is carried through untouched."""
     color = image.color
     # Per-pixel policies run fused with the filter, tile by tile: no full-size float result.
-    ops = [
-        replace(op, policy=policy) if hasattr(op, "policy") and policy in TILEWISE_POLICIES else op
-        for op in ops
-        for policy in [s.policy or op.default_policy]
-    ]
+    ops = [op.with_policy(s.policy or op.default_policy) for op in ops]
     outputs = []
     if len(ops) == 1 and _can_overwrite(color, ops[0].out_dtype(color.dtype)):
         # One op: write its result over the decoded pixels, which nothing else reads (the

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import replace
 
 import numpy as np
 
@@ -309,8 +308,7 @@ def _measure_pixelmill(spec, engine_name, op_spec, image, workers):
     from ._ops import BORDER, make_op, uint8_result
 
     op = make_op(op_spec)
-    if hasattr(op, "policy"):  # what the API's policy= does: converted to uint8 tile by tile
-        op = replace(op, policy=op.default_policy or "clip")
+    op = op.with_policy(op.default_policy)  # what the API's policy= does: uint8 out, tile by tile
     with make_engine(engine_name, workers) as engine:
         m = measure(lambda: uint8_result(engine.run(op, image, border=BORDER), op_spec), repeats=spec["repeats"],
                     warmup=spec["warmup"], budget_s=spec["budget_s"])

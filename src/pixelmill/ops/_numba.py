@@ -390,27 +390,38 @@ def correlate_numba(
     >>> out8
     array([[ 5, 20, 15]], dtype=uint8)
     """
-    h = out.shape[0]
-    channels = out.shape[2] if out.ndim == 3 else 1
-    kh, kw = weights.shape
+    kh = weights.shape[0]
+    storing = _store_args(store)
+
+    def run(src, dst, channels):
+        n_strips = _strips(dst.shape[0], kh)
+        if factors is not None:
+            # The NumPy flavour multiplies by float32(wt): round the factors the same way.
+            column, row = (np.ascontiguousarray(f, dtype=np.float32) for f in factors)
+            chunk = max(CHUNK, RING_BYTES // (kh * 4))
+            _correlate_separable(src, column, row, dst, channels, n_strips, chunk, *storing)
+        else:
+            weights64 = np.ascontiguousarray(weights, dtype=np.float64)
+            _correlate_general(src, weights64, dst, channels, n_strips, CHUNK, *storing)
+
+    _on_rows(block, out, run)
+
+
+def _store_args(store) -> tuple:
+    code, lo, hi, mid = store
+    return code, np.float32(lo), np.float32(hi), np.float32(mid)
+
+
+def _on_rows(block: np.ndarray, out: np.ndarray, run) -> None:
+    """Call ``run(src, dst, channels)`` with ``block`` and ``out`` as 2-D ``rows x (W * C)``
+    arrays (a scratch ``dst`` when ``out`` is a non-contiguous tile view, copied back)."""
     if block.dtype == np.bool_:
         block = block.view(np.uint8)
     src = np.ascontiguousarray(block).reshape(block.shape[0], -1)
+    h = out.shape[0]
     contiguous = out.flags.c_contiguous
     dst = out.reshape(h, -1) if contiguous else np.empty((h, out[0].size), dtype=out.dtype)
-    n_strips = _strips(h, kh)
-    code, lo, hi, mid = store
-    lo, hi, mid = np.float32(lo), np.float32(hi), np.float32(mid)
-    if factors is not None:
-        column, row = factors
-        # The NumPy flavour multiplies by float32(wt): round the factors the same way.
-        column = np.ascontiguousarray(column, dtype=np.float32)
-        row = np.ascontiguousarray(row, dtype=np.float32)
-        chunk = max(CHUNK, RING_BYTES // (kh * 4))
-        _correlate_separable(src, column, row, dst, channels, n_strips, chunk, code, lo, hi, mid)
-    else:
-        weights = np.ascontiguousarray(weights, dtype=np.float64)
-        _correlate_general(src, weights, dst, channels, n_strips, CHUNK, code, lo, hi, mid)
+    run(src, dst, out.shape[2] if out.ndim == 3 else 1)
     if not contiguous:
         out[...] = dst.reshape(out.shape)
 
@@ -420,17 +431,11 @@ def sobel_numba(block, x_factors, y_factors, out, store=(STORE_FLOAT, 0.0, 0.0, 
     factors (already flipped), with the same arithmetic as two :func:`correlate_numba` calls
     followed by ``np.hypot``, in one pass over ``block``; stored as :func:`correlate_numba`
     does."""
-    h = out.shape[0]
-    channels = out.shape[2] if out.ndim == 3 else 1
-    if block.dtype == np.bool_:
-        block = block.view(np.uint8)
-    src = np.ascontiguousarray(block).reshape(block.shape[0], -1)
-    contiguous = out.flags.c_contiguous
-    dst = out.reshape(h, -1) if contiguous else np.empty((h, out[0].size), dtype=out.dtype)
     kh = len(x_factors[0])
-    code, lo, hi, mid = store
     f32 = [np.ascontiguousarray(f, dtype=np.float32) for f in (*x_factors, *y_factors)]
     chunk = max(CHUNK, RING_BYTES // (2 * kh * 4))
-    _sobel(src, *f32, dst, channels, _strips(h, kh), chunk, code, np.float32(lo), np.float32(hi), np.float32(mid))
-    if not contiguous:
-        out[...] = dst.reshape(out.shape)
+
+    def run(src, dst, channels):
+        _sobel(src, *f32, dst, channels, _strips(dst.shape[0], kh), chunk, *_store_args(store))
+
+    _on_rows(block, out, run)

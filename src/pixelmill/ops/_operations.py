@@ -9,7 +9,7 @@ whole padded image or on tiles of it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -42,6 +42,11 @@ class Operation:
     def compute(self, block: np.ndarray, out: np.ndarray, flavour: str) -> None:
         """Write the result for the padded ``block`` into ``out`` (shape: block minus halo)."""
         raise NotImplementedError
+
+    def with_policy(self, policy: str | None) -> Operation:
+        """This operation converting its result with ``policy`` tile by tile, when it can
+        (a filter, a per-pixel policy); otherwise itself, and the caller converts afterwards."""
+        return self
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,9 @@ class _FloatFilter(Operation):
 
     def work_dtype(self, dtype, flavour):
         return _float_work_dtype(flavour)
+
+    def with_policy(self, policy):
+        return replace(self, policy=policy) if policy in TILEWISE_POLICIES else self
 
     def out_dtype(self, dtype):
         if self.policy in TILEWISE_POLICIES:
