@@ -49,3 +49,20 @@ def rng(request):
     # A different, reproducible stream per test (crc32: str hash() changes per process).
     seed = zlib.crc32(request.node.nodeid.encode())
     return np.random.default_rng(seed)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_calibration(tmp_path_factory):
+    """engine='auto' needs this machine's calibration: measure a small one once per test run
+    (shared by the xdist workers and the CLI subprocesses through $PIXELMILL_CACHE), instead of
+    the full one a user's first run makes, and never touch the user's cache folder."""
+    import os
+
+    from pixelmill import calibration
+
+    shared = tmp_path_factory.getbasetemp().parent / "pixelmill-cache"
+    shared.mkdir(exist_ok=True)
+    os.environ["PIXELMILL_CACHE"] = str(shared)
+    if not calibration.cache_path().exists():
+        calibration.calibrate(sizes_mp=(0.002, 0.05))
+    return calibration.load()

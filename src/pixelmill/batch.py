@@ -359,6 +359,10 @@ def _plan_schedule(s: RunSettings, n_tasks: int) -> tuple[str, int, str, int]:
     """
     cls = get_engine_class(s.engine)
     workers = s.workers or usable_cores()
+    if s.engine == "auto" and not s.scheduler:
+        from .engines._auto import plan_batch
+
+        return plan_batch(s.ops, n_tasks, workers)
     if not cls.parallel or workers == 1 or not cls.maps_in_parallel():
         return "numpy", 1, s.engine, workers
     if n_tasks >= 2 * workers or s.scheduler:

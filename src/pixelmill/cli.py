@@ -48,7 +48,8 @@ def main():
               help="Output folder (mirrors the input tree); must not be inside an input folder.")
 @click.option("--op", "ops", multiple=True, required=True, metavar="OP",
               help="invert, sobel, a kernel name, gaussian[:size=9,sigma=2], kernel:PATH[,normalize]. Repeat for a filter bank.")
-@click.option("--engine", default="numpy", show_default=True, help="Engine name (see `pixelmill engines`).")
+@click.option("--engine", default="auto", show_default=True,
+              help="Engine name (see `pixelmill engines`); auto picks per image from this machine's calibration.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers [default: usable cores].")
 @click.option("--border", default="nearest", show_default=True,
               type=click.Choice(["reflect", "mirror", "nearest", "constant", "wrap"]))
@@ -89,6 +90,10 @@ def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality
             tile_shape=_tile_shape(tile_size),
             scheduler=scheduler,
         )
+        if engine == "auto" and not scheduler:
+            from .calibration import load
+
+            load(notify=None if quiet or as_json else lambda line: click.echo(line, err=True))
         with make_progress("pixelmill run", quiet=quiet or as_json) as progress:
             result = run_batch(list(inputs), outdir, settings, progress=progress)
     except PixelmillError as exc:
@@ -177,6 +182,20 @@ def engines():
             click.echo(f"{name:10s} {doc}")
         else:
             click.echo(f"{name:10s} (not installed: pip install 'pixelmill[{extra}]')")
+
+
+@main.command()
+@click.option("--refresh", is_flag=True, help="Measure again even if this machine has a cached calibration.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+def calibrate(refresh, quiet):
+    """Time the engines on this machine for engine 'auto' (once; cached) and show what it picks."""
+    from . import calibration
+    from .bench._report import md_table
+
+    notify = None if quiet else (lambda line: click.echo(line, err=True))
+    cal = calibration.calibrate(notify=notify) if refresh else calibration.load(notify=notify)
+    click.echo(f"calibration: {calibration.cache_path()} (measured in {cal.seconds:.1f} s, {cal.created})")
+    click.echo(md_table(["work", "megapixels", "fastest", "its ms", "numpy ms"], cal.table()))
 
 
 @main.command("sample-library")

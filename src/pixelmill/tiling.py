@@ -154,13 +154,15 @@ def plan_tiles(shape: tuple[int, ...], tile_shape: tuple[int, int]) -> list[Tile
 TARGET_TILE_BYTES = 4 << 20
 
 
-def auto_tile_shape(shape: tuple[int, ...], workers: int, itemsize: int = 4) -> tuple[int, int]:
+def auto_tile_shape(
+    shape: tuple[int, ...], workers: int, itemsize: int = 4, *, target_bytes: int = TARGET_TILE_BYTES
+) -> tuple[int, int]:
     """Full-width row strips: at least ``4 * workers`` of them when the image allows, about
-    :data:`TARGET_TILE_BYTES` each."""
+    ``target_bytes`` of output each."""
     h, w = shape[:2]
     channels = int(np.prod(shape[2:], dtype=np.int64)) if len(shape) > 2 else 1
     row_bytes = max(1, w * channels * itemsize)
-    rows_by_bytes = max(1, TARGET_TILE_BYTES // row_bytes)
+    rows_by_bytes = max(1, target_bytes // row_bytes)
     rows_by_workers = max(1, math.ceil(h / (4 * max(1, workers))))
     return min(h, rows_by_bytes, rows_by_workers) or 1, w
 

@@ -7,11 +7,11 @@ paying for JPEG decoding in its timings.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from .._cache import default_cache_dir
 from ..errors import InvalidParameterError
 
 __all__ = [
@@ -27,14 +27,6 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
-
-
-def default_cache_dir() -> Path:
-    """``$PIXELMILL_CACHE``, else ``$XDG_CACHE_HOME/pixelmill``, else ``~/.cache/pixelmill``."""
-    if os.environ.get("PIXELMILL_CACHE"):
-        return Path(os.environ["PIXELMILL_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pixelmill"
 
 
 def list_images(folder) -> list[Path]:

@@ -34,7 +34,7 @@ PEER_PACKAGES = {"cv2": "opencv-python-headless", "scipy": "scipy", "skimage": "
 #: Peers whose thread count can be set: timed with 1 and with N threads.
 THREADED = {"cv2", "pyvips"}
 #: pixelmill engines shown next to the peers, and the worker counts they run with.
-PIXELMILL = {"numpy": "one", "numba": "both", "threads": "max"}
+PIXELMILL = {"numpy": "one", "numba": "both", "threads": "max", "auto": "both"}
 
 
 class Unsupported(Exception):

@@ -128,6 +128,13 @@ def _write_report(path: Path, header, records, analyses, plots, targets, errors)
                "each table's *check* column gives the largest absolute difference and whether it is within "
                "the stated tolerance (`tolerance` in results.csv).")
     out += ["", "## Targets", "", targets_table(targets)]
+    cal = header.get("calibration")
+    if cal:
+        out += ["", "## engine='auto': this run's calibration", "",
+                f"Measured at the start of the run in {cal['seconds']:.1f} s (`pixelmill calibrate` shows the same "
+                "table): the fastest candidate per kind of work and image size, which `auto` then uses. Times are "
+                "the fastest of several runs on synthetic RGB uint8 images.", "",
+                md_table(["work", "megapixels", "fastest", "its ms", "numpy ms"], cal["table"])]
     for name in analyses:
         module = suite_module(name)
         mine = [r for r in records if r.suite == name]

@@ -107,6 +107,13 @@ def run_bench(outdir, *, suites=None, options: BenchOptions | None = None, progr
             f"sizes go up to {max(opts['sizes'])} images but the library {desc!r} has {len(library)}; "
             "give smaller --sizes or a larger --library"
         )
+    if "auto" in opts["engines"]:
+        # Measured afresh under this run's conditions; the suites' worker processes read it from the cache.
+        from .. import calibration
+
+        cal = calibration.calibrate(notify=progress)
+        header["calibration"] = {"path": str(calibration.cache_path()), "seconds": round(cal.seconds, 2),
+                                 "table": cal.table()}
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir()
     ctx = Context(opts=opts, workdir=workdir, library=library, library_desc=desc, progress=progress)

@@ -23,6 +23,8 @@ ENGINES: dict[str, tuple[str, str, tuple[str, ...], str | None]] = {
     "processes": ("pixelmill.engines._processes", "ProcessesEngine", (), None),
     "joblib": ("pixelmill.engines._joblib", "JoblibEngine", ("joblib",), "joblib"),
     "dask": ("pixelmill.engines._dask", "DaskEngine", ("dask", "distributed"), "dask"),
+    # Picks one of the above per call, from timings made once on this machine.
+    "auto": ("pixelmill.engines._auto", "AutoEngine", (), None),
 }
 
 

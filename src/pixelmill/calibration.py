@@ -1,0 +1,288 @@
+"""Calibration for ``engine="auto"``: which engine, worker count and tile size is fastest here.
+
+Which strategy wins depends on the machine (cores, caches, memory bandwidth), the operation and
+the image size: below some size a pool costs more than it saves. Rather than guess, pixelmill
+times every candidate once on this machine -- each kind of work (:data:`WORK_CLASSES`) on
+synthetic RGB photographs of a few sizes -- and keeps the table as JSON in the cache folder
+(``$PIXELMILL_CACHE``, else ``$XDG_CACHE_HOME/pixelmill``, else ``~/.cache/pixelmill``), keyed by
+the machine and the library versions, so it is measured again only when one of them changes.
+
+The cost model reads that table: a candidate's time at any size is interpolated between the
+measured sizes (log-log; linear in megapixels above the largest), and ``auto`` takes the
+candidate with the smallest predicted time (:meth:`Calibration.best`). ``pixelmill calibrate``
+measures and prints it.
+
+Candidates are the engines that compute one image in this process or on threads: ``numpy``,
+``numba`` with 1..N threads, ``threads`` with 2..N workers and two tile sizes. Process pools
+(``processes``, ``joblib``, ``dask``) are not candidates for one image in memory: the image must
+be copied to them and back, and on every machine we measured that costs more than it gains
+(see the ``convolve-speedup`` benchmark). For a library of images the batch layer runs whole
+images on a process pool instead (:func:`pixelmill.engines._auto.plan_batch`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from ._cache import default_cache_dir
+
+__all__ = ["Candidate", "Calibration", "WORK_CLASSES", "SIZES_MP", "work_class", "load", "calibrate",
+           "cache_path"]
+
+#: Kinds of work with different costs per pixel and per call.
+WORK_CLASSES = ("invert", "separable", "general", "sobel")
+#: Image sizes timed, in megapixels (RGB uint8, 3:2): from cache-sized to well past the
+#: last-level cache, where memory-bound work changes pace.
+SIZES_MP = (0.02, 0.25, 2.0, 8.0)
+#: A candidate slower than this many times the fastest at one size is not timed at larger sizes
+#: (its time is extrapolated): it cannot become the fastest, and timing it would be most of the wait.
+PRUNE_FACTOR = 4.0
+#: Tile sizes tried for the ``threads`` engine, in bytes of output per tile.
+TILE_BYTES = (1 << 20, 4 << 20)
+#: Each candidate runs until this much time or :data:`MAX_RUNS` runs; the fastest run counts.
+RUN_BUDGET_S = 0.15
+MIN_RUNS, MAX_RUNS = 3, 15
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to run an operation: an engine, its workers and (threads) the tile size."""
+
+    engine: str
+    workers: int
+    tile_bytes: int | None = None
+
+    @property
+    def label(self) -> str:
+        tile = f", {self.tile_bytes >> 20} MiB tiles" if self.tile_bytes else ""
+        return f"{self.engine} ({self.workers} worker{'s' if self.workers > 1 else ''}{tile})"
+
+    @property
+    def key(self) -> str:
+        return f"{self.engine}:{self.workers}:{self.tile_bytes or 0}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Candidate:
+        engine, workers, tile = key.split(":")
+        return cls(engine, int(workers), int(tile) or None)
+
+    def tile_shape(self, shape: tuple[int, ...], itemsize: int = 1) -> tuple[int, int] | None:
+        """The engine's ``tile_shape`` for an image of ``shape`` (None: the engine's default)."""
+        if not self.tile_bytes:
+            return None
+        from .tiling import auto_tile_shape
+
+        return auto_tile_shape(shape, self.workers, itemsize, target_bytes=self.tile_bytes)
+
+
+def work_class(op) -> str:
+    """Which calibrated kind of work ``op`` is (:data:`WORK_CLASSES`)."""
+    from .ops import Filter, Invert, SobelMagnitude
+
+    if isinstance(op, Invert):
+        return "invert"
+    if isinstance(op, SobelMagnitude):
+        return "sobel"
+    if isinstance(op, Filter) and op.kernel.factors is not None:
+        return "separable"
+    return "general"
+
+
+def _machine() -> dict:
+    """What the timings depend on; a change means calibrating again."""
+    from .engines import available_engines, usable_cores
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    versions = {"pixelmill": __version__, "numpy": np.__version__}
+    try:
+        import numba
+
+        versions["numba"] = numba.__version__
+    except ImportError:
+        pass
+    return {"cpu": cpu, "cores": usable_cores(), "engines": available_engines(), "versions": versions,
+            "python": platform.python_version()}
+
+
+def cache_path(machine: dict | None = None) -> Path:
+    """The calibration file for this machine and these versions."""
+    machine = machine or _machine()
+    digest = hashlib.sha1(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:12]
+    return default_cache_dir() / f"calibration-{digest}.json"
+
+
+def candidates(cores: int, engines: list[str]) -> list[Candidate]:
+    """Every candidate this machine can run, with at most ``cores`` workers."""
+    found = [Candidate("numpy", 1)]
+    if "numba" in engines:
+        found += [Candidate("numba", w) for w in range(1, cores + 1)]
+    if "threads" in engines:
+        found += [Candidate("threads", w, tb) for w in range(2, cores + 1) for tb in TILE_BYTES]
+    return found
+
+
+def _sample_op(cls: str):
+    from . import kernels
+    from .ops import Filter, Invert, SobelMagnitude
+
+    if cls == "invert":
+        return Invert()
+    if cls == "sobel":
+        return SobelMagnitude(policy="clip")
+    if cls == "separable":
+        return Filter(kernels.gaussian(5, 1.0), policy="clip")
+    # A 7x7 kernel with 49 different weights: no fast path applies, every tap is paid.
+    weights = np.random.default_rng(7).random((7, 7))
+    return Filter(kernels.from_array(weights / weights.sum(), name="calibration-7x7"), policy="clip")
+
+
+def _sample_image(mp: float) -> np.ndarray:
+    w = max(1, round(math.sqrt(mp * 1e6 * 1.5)))
+    h = max(1, round(mp * 1e6 / w))
+    return np.random.default_rng(0).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def _fastest_run(fn) -> float:
+    fn()  # warm-up: JIT loading, pool start-up, first-touch of the output
+    best, spent, runs = math.inf, 0.0, 0
+    while runs < MIN_RUNS or (spent < RUN_BUDGET_S and runs < MAX_RUNS):
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        best, spent, runs = min(best, dt), spent + dt, runs + 1
+    return best
+
+
+@dataclass
+class Calibration:
+    """Measured times: ``times[work class][candidate key][i]`` for ``sizes_mp[i]``."""
+
+    sizes_mp: list[float]
+    times: dict[str, dict[str, list[float]]]
+    machine: dict
+    seconds: float = 0.0
+    created: str = ""
+
+    def predict(self, cls: str, candidate: Candidate, mp: float) -> float:
+        """Predicted seconds for ``candidate`` on an image of ``mp`` megapixels."""
+        ts = self.times[cls][candidate.key]
+        sizes = self.sizes_mp
+        if mp <= sizes[0]:
+            return ts[0]
+        if mp >= sizes[-1]:
+            # Past the largest size the cost grows with the pixels (per-call overhead is paid).
+            return ts[-1] * mp / sizes[-1]
+        k = next(i for i in range(1, len(sizes)) if mp <= sizes[i])
+        f = (math.log(mp) - math.log(sizes[k - 1])) / (math.log(sizes[k]) - math.log(sizes[k - 1]))
+        return math.exp(math.log(ts[k - 1]) + f * (math.log(ts[k]) - math.log(ts[k - 1])))
+
+    def ranked(self, cls: str, mp: float, max_workers: int | None = None) -> list[tuple[float, Candidate]]:
+        """``(predicted seconds, candidate)`` fastest first, at most ``max_workers`` workers."""
+        rows = [(self.predict(cls, Candidate.from_key(key), mp), Candidate.from_key(key)) for key in self.times[cls]]
+        rows = [r for r in rows if max_workers is None or r[1].workers <= max_workers]
+        return sorted(rows, key=lambda r: r[0])
+
+    def best(self, cls: str, mp: float, max_workers: int | None = None) -> Candidate:
+        """The candidate with the smallest predicted time."""
+        ranked = self.ranked(cls, mp, max_workers)
+        return ranked[0][1] if ranked else Candidate("numpy", 1)
+
+    def to_json(self) -> dict:
+        return {"sizes_mp": self.sizes_mp, "times": self.times, "machine": self.machine, "seconds": self.seconds,
+                "created": self.created}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Calibration:
+        return cls(sizes_mp=list(data["sizes_mp"]), times=data["times"], machine=data["machine"],
+                   seconds=float(data.get("seconds", 0.0)), created=data.get("created", ""))
+
+    def table(self) -> list[list[str]]:
+        """Rows ``work class, size, fastest candidate, its time, numpy's time`` for people."""
+        rows = []
+        for cls in self.times:
+            for mp in self.sizes_mp:
+                best = self.best(cls, mp)
+                t, tn = self.predict(cls, best, mp), self.predict(cls, Candidate("numpy", 1), mp)
+                rows.append([cls, f"{mp:g}", best.label, f"{t * 1e3:.2f}", f"{tn * 1e3:.2f}"])
+        return rows
+
+
+def calibrate(*, sizes_mp=SIZES_MP, classes=WORK_CLASSES, notify=None, save: bool = True) -> Calibration:
+    """Time every candidate on every work class and size; save the result as this machine's.
+
+    Parameters
+    ----------
+    sizes_mp : sequence of float
+        Image sizes in megapixels (increasing).
+    notify : callable, optional
+        Called with one line of text per candidate, for progress.
+    save : bool
+        Write the cache file (atomically).
+    """
+    from .engines import make_engine
+
+    machine = _machine()
+    sizes = sorted(float(s) for s in sizes_mp)
+    images = [_sample_image(mp) for mp in sizes]
+    ops = {cls: _sample_op(cls) for cls in classes}
+    times: dict[str, dict[str, list[float]]] = {cls: {} for cls in classes}
+    started = time.perf_counter()
+    engines = {}
+    try:
+        for cls, op in ops.items():
+            if notify:
+                notify(f"calibrating engine 'auto': {cls} work")
+            rows = {c: [] for c in candidates(machine["cores"], machine["engines"])}
+            for i, (mp, image) in enumerate(zip(sizes, images)):
+                best = min((r[-1] for r in rows.values() if r), default=math.inf)
+                for cand, row in rows.items():
+                    if row and row[-1] > PRUNE_FACTOR * best:
+                        row.append(row[-1] * mp / sizes[i - 1])
+                        continue
+                    if cand not in engines:
+                        engines[cand] = make_engine(cand.engine, cand.workers)
+                    engine = engines[cand]
+                    engine.tile_shape = cand.tile_shape(image.shape, op.out_dtype(image.dtype).itemsize)
+                    # A new output per run, as a caller gets: its page faults are part of the cost.
+                    row.append(_fastest_run(lambda: engine.run(op, image)))
+            times[cls] = {c.key: row for c, row in rows.items()}
+    finally:
+        for engine in engines.values():
+            engine.close()
+    result = Calibration(sizes_mp=sizes, times=times, machine=machine, seconds=time.perf_counter() - started,
+                         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    if save:
+        from .io import atomic_write
+
+        text = json.dumps(result.to_json(), indent=1).encode()
+        atomic_write(cache_path(machine), lambda fh: fh.write(text))
+    return result
+
+
+def load(*, notify=None) -> Calibration:
+    """This machine's calibration: from the cache, or measured now (once) and cached."""
+    path = cache_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        cal = Calibration.from_json(data)
+        if set(cal.times) >= set(WORK_CLASSES):
+            return cal
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # missing or unreadable: measure again
+    if notify:
+        notify(f"engine 'auto': timing the engines on this machine once (cached in {path})")
+    return calibrate(notify=notify)

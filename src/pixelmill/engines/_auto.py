@@ -1,0 +1,159 @@
+"""The ``auto`` engine: for each call, the engine, workers and tile size the calibration says
+are fastest on this machine for that operation and image size (see :mod:`pixelmill.calibration`).
+"""
+
+from __future__ import annotations
+
+import time
+
+from .. import calibration as _cal
+from ._base import Engine
+
+__all__ = ["AutoEngine", "plan_batch", "POOL_PAYS_OFF_S"]
+
+#: An item of :meth:`AutoEngine.map` that takes at least this long is worth sending to a pool.
+POOL_PAYS_OFF_S = 2e-3
+
+
+class AutoEngine(Engine):
+    """Delegates every call to the candidate the calibrated cost model predicts to be fastest.
+
+    The first use on a machine times the candidates (a few seconds to a minute, see
+    :mod:`pixelmill.calibration`) and caches the table; later uses only read it. The engines it
+    delegates to are kept for its life, so their pools start once.
+
+    Parameters
+    ----------
+    workers : int, optional
+        The most workers it may use; defaults to the usable cores.
+    tile_shape : (int, int), optional
+        Forces this tile size on tiled engines instead of the calibrated one.
+    calibration : Calibration, optional
+        Use this table instead of the machine's cached one (tests, experiments).
+    notify : callable, optional
+        Called with a line of text if the machine must be calibrated first.
+
+    Attributes
+    ----------
+    last_choice : Candidate or None
+        What the latest call ran on (the CLI and the benchmark report it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pixelmill.calibration import Calibration
+    >>> from pixelmill.ops import Invert
+    >>> table = Calibration([1.0], {"invert": {"numpy:1:0": [0.01]}}, machine={})
+    >>> with AutoEngine(calibration=table) as eng:
+    ...     eng.run(Invert(), np.array([[0, 1, 2]], dtype=np.uint8))
+    array([[255, 254, 253]], dtype=uint8)
+    """
+
+    name = "auto"
+    flavour = "numpy"
+    parallel = True
+
+    def __init__(self, workers=None, tile_shape=None, *, calibration=None, notify=None):
+        super().__init__(workers=workers, tile_shape=tile_shape)
+        self._calibration = calibration
+        self._notify = notify
+        self._engines: dict[tuple[str, int], Engine] = {}
+        self._choices: dict = {}
+        self.last_choice: _cal.Candidate | None = None
+
+    @property
+    def calibration(self) -> _cal.Calibration:
+        if self._calibration is None:
+            self._calibration = _cal.load(notify=self._notify)
+        return self._calibration
+
+    def choose(self, ops, shape) -> _cal.Candidate:
+        """The fastest candidate for running ``ops`` (one operation or a bank) on ``shape``."""
+        ops = ops if isinstance(ops, (list, tuple)) else [ops]
+        classes = tuple(_cal.work_class(op) for op in ops)
+        pixels = shape[0] * shape[1] if len(shape) >= 2 else 1
+        key = (classes, pixels, self.workers)
+        # Remembered per call shape: a library of same-sized photos pays for the model once.
+        if key not in self._choices:
+            self._choices[key] = self._predict_best(classes, pixels / 1e6)
+        return self._choices[key]
+
+    def _predict_best(self, classes, mp) -> _cal.Candidate:
+        cal = self.calibration
+        totals: dict = {}
+        for cls in classes:
+            for t, cand in cal.ranked(cls, mp, self.workers) if cls in cal.times else ():
+                totals[cand] = totals.get(cand, 0.0) + t
+        # A candidate must cover every operation of a bank to be compared fairly.
+        complete = {c: t for c, t in totals.items() if all(c.key in cal.times.get(cls, {}) for cls in classes)}
+        if not complete:
+            return _cal.Candidate("numpy", 1)
+        return min(complete, key=complete.get)
+
+    def _delegate(self, choice: _cal.Candidate, shape, itemsize: int) -> Engine:
+        from . import make_engine
+
+        key = (choice.engine, choice.workers)
+        if key not in self._engines:
+            self._engines[key] = make_engine(choice.engine, choice.workers)
+        engine = self._engines[key]
+        engine.tile_shape = self.tile_shape or choice.tile_shape(shape, itemsize)
+        self.last_choice = choice
+        return engine
+
+    def run(self, op, image, *, border="nearest", cval=0.0, out=None):
+        choice = self.choose(op, image.shape)
+        engine = self._delegate(choice, image.shape, op.out_dtype(image.dtype).itemsize)
+        return engine.run(op, image, border=border, cval=cval, out=out)
+
+    def run_many(self, ops, image, *, border="nearest", cval=0.0):
+        choice = self.choose(list(ops), image.shape)
+        engine = self._delegate(choice, image.shape, max(op.out_dtype(image.dtype).itemsize for op in ops))
+        return engine.run_many(ops, image, border=border, cval=cval)
+
+    def map(self, fn, items):
+        """Whole items on a thread pool (``fn`` is NumPy work that releases the GIL, or I/O),
+        unless they are too small for a pool to pay off.
+
+        What ``fn`` costs is not known in advance, so the first item runs here and is timed:
+        items that take less than :data:`POOL_PAYS_OFF_S` (a pool's per-item overhead is
+        tens of microseconds) run one after the other.
+        """
+        items = list(items)
+        if not items:
+            return
+        t0 = time.perf_counter()
+        yield fn(items[0])
+        rest = items[1:]
+        if self.workers > 1 and len(rest) > 1 and time.perf_counter() - t0 >= POOL_PAYS_OFF_S:
+            engine = self._delegate(_cal.Candidate("threads", min(self.workers, len(rest))), (1, 1), 1)
+            yield from engine.map(fn, rest)
+        else:
+            for item in rest:
+                yield fn(item)
+
+    def close(self) -> None:
+        while self._engines:
+            _, engine = self._engines.popitem()
+            engine.close()
+
+
+def plan_batch(ops, n_images: int, workers: int, *, notify=None) -> tuple[str, int, str, int]:
+    """``(across-images engine, its workers, within-image engine, its workers)`` for a batch
+    run with ``engine="auto"``.
+
+    With at least two images per worker, whole images run in parallel: decoding and encoding
+    (most of a batch's time) then run on every core too, which no within-image split can do. The
+    per-image work goes to the calibration's fastest single-worker candidate for these
+    operations; numba code holds the GIL, so numba work runs in a process pool (``joblib``),
+    NumPy work (which releases the GIL, as the JPEG codec does) on threads. With fewer images,
+    the images run one after the other and ``auto`` splits each one.
+    """
+    if workers > 1 and n_images >= 2 * workers:
+        cal = _cal.load(notify=notify)
+        probe = AutoEngine(workers=1, calibration=cal)
+        # Photographs of a few megapixels: the size the per-image choice is made for.
+        inner = probe.choose(list(ops), (2000, 3000)).engine
+        across = "joblib" if inner == "numba" else "threads"
+        return across, workers, inner, 1
+    return "numpy", 1, "auto", workers

@@ -1,0 +1,130 @@
+"""engine='auto': the calibrated cost model, its cache, and what it delegates to."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import pixelmill
+from pixelmill import calibration, kernels
+from pixelmill.calibration import Calibration, Candidate
+from pixelmill.engines import make_engine
+from pixelmill.engines._auto import AutoEngine, plan_batch
+from pixelmill.ops import Filter, Invert, SobelMagnitude
+
+from conftest import random_image, scipy_filter
+
+
+def _table(times_by_key, sizes=(0.1, 1.0, 10.0)):
+    return Calibration(list(sizes), {"invert": times_by_key, "separable": times_by_key}, machine={})
+
+
+def test_model_interpolates_log_log_and_extrapolates_linearly():
+    cal = _table({"numpy:1:0": [0.001, 0.01, 0.1]})
+    c = Candidate("numpy", 1)
+    assert cal.predict("invert", c, 0.1) == pytest.approx(0.001)
+    # Halfway between 0.1 and 1.0 MP on a log axis: halfway between the log times.
+    assert cal.predict("invert", c, 10 ** -0.5) == pytest.approx(10 ** -2.5)
+    assert cal.predict("invert", c, 40.0) == pytest.approx(0.4)
+    assert cal.predict("invert", c, 0.01) == pytest.approx(0.001)  # per-call cost floor
+
+
+def test_best_switches_where_the_measured_times_cross():
+    # numpy is cheaper per call, threads cheaper per pixel: the crossing is between 0.1 and 1 MP.
+    cal = _table({"numpy:1:0": [0.001, 0.010, 0.100], "threads:2:1048576": [0.004, 0.006, 0.050]})
+    assert cal.best("invert", 0.05) == Candidate("numpy", 1)
+    assert cal.best("invert", 5.0) == Candidate("threads", 2, 1 << 20)
+    # A worker cap removes the candidates that need more workers.
+    assert cal.best("invert", 5.0, max_workers=1) == Candidate("numpy", 1)
+
+
+def test_auto_delegates_to_the_fastest_candidate_and_says_which():
+    cal = _table({"numpy:1:0": [0.001, 0.010, 0.100], "threads:2:1048576": [0.004, 0.006, 0.050]})
+    small = np.zeros((10, 10, 3), np.uint8)
+    big = np.zeros((1500, 1500, 3), np.uint8)
+    with AutoEngine(workers=2, calibration=cal) as eng:
+        eng.run(Invert(), small)
+        assert eng.last_choice == Candidate("numpy", 1)
+        out = eng.run(Invert(), big)
+        assert eng.last_choice == Candidate("threads", 2, 1 << 20)
+        assert np.array_equal(out, 255 - big)
+        # The threads engine got the calibrated tile size: about 1 MiB of output per tile.
+        threads = eng._engines[("threads", 2)]
+        assert threads.tile_shape[0] * big.shape[1] * 3 <= (1 << 20)
+
+
+def test_bank_choice_sums_the_predicted_times():
+    times = {"invert": {"numpy:1:0": [0.001], "numba:1:0": [0.002]},
+             "separable": {"numpy:1:0": [0.050], "numba:1:0": [0.010]}}
+    cal = Calibration([1.0], times, machine={})
+    bank = [Invert(), Filter(kernels.gaussian(5, 1.0))]
+    eng = AutoEngine(workers=1, calibration=cal)
+    assert eng.choose(bank, (1000, 1000)) == Candidate("numba", 1)
+    assert eng.choose(Invert(), (1000, 1000)) == Candidate("numpy", 1)
+
+
+@pytest.mark.parametrize("op", [Invert(), Filter(kernels.get("sobel-x"), policy="abs"),
+                                Filter(kernels.gaussian(7, 2.0), policy="clip"), SobelMagnitude()],
+                         ids=["invert", "sobel-x", "gaussian", "sobel"])
+def test_auto_equals_the_numpy_engine_with_the_real_calibration(rng, op, machine_calibration):
+    image = random_image(rng, (37, 53, 3), np.uint8)
+    with make_engine("auto", 2) as eng, make_engine("numpy") as ref:
+        got = eng.run(op, image, border="reflect")
+        assert eng.last_choice in [c for _, c in machine_calibration.ranked(calibration.work_class(op), 0.002)]
+        np.testing.assert_array_equal(got, ref.run(op, image, border="reflect"))
+
+
+def test_api_accepts_auto_and_matches_scipy(rng):
+    image = random_image(rng, (40, 30), np.float32)
+    w = rng.random((5, 5))
+    got = pixelmill.convolve(image, w, engine="auto", border="mirror")
+    np.testing.assert_allclose(got, scipy_filter(image, w, mode="mirror"), rtol=1e-5, atol=1e-5)
+
+
+def test_calibration_is_cached_per_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIXELMILL_CACHE", str(tmp_path))
+    made = calibration.calibrate(sizes_mp=(0.001, 0.003), classes=("invert", "separable", "general", "sobel"))
+    path = calibration.cache_path()
+    assert path.parent == tmp_path and path.exists()
+    data = json.loads(path.read_text())
+    assert set(data["times"]) == set(calibration.WORK_CLASSES)
+    # Every candidate of the machine was timed (or extrapolated) at every size, with real times.
+    for rows in data["times"].values():
+        assert {Candidate.from_key(k) for k in rows} == set(calibration.candidates(
+            made.machine["cores"], made.machine["engines"]))
+        assert all(len(r) == 2 and all(t > 0 for t in r) for r in rows.values())
+    notes = []
+    again = calibration.load(notify=notes.append)
+    assert notes == [] and again.times == made.times  # read back, not measured again
+    path.write_text("{not json")
+    remeasured = calibration.load(notify=notes.append)
+    assert notes and set(remeasured.times) == set(calibration.WORK_CLASSES)
+
+
+def test_batch_plan_runs_whole_images_in_parallel_with_the_calibrated_inner_engine(machine_calibration):
+    ops = [Filter(kernels.gaussian(5, 1.0), policy="clip")]
+    across, across_workers, inner, inner_workers = plan_batch(ops, n_images=10, workers=2)
+    assert (across_workers, inner_workers) == (2, 1)
+    expected = AutoEngine(workers=1, calibration=machine_calibration).choose(ops, (2000, 3000)).engine
+    assert inner == expected
+    assert across == ("joblib" if inner == "numba" else "threads")
+    # Too few images to keep the workers busy: one at a time, each split by auto.
+    assert plan_batch(ops, n_images=3, workers=2) == ("numpy", 1, "auto", 2)
+
+
+def _slow_square(x):
+    import time
+
+    time.sleep(0.005)
+    return x * x
+
+
+def test_map_uses_a_pool_only_for_items_worth_it():
+    cal = _table({"numpy:1:0": [0.001, 0.010, 0.100]})
+    with AutoEngine(workers=2, calibration=cal) as eng:
+        assert sorted(eng.map(lambda x: x + 1, range(20))) == list(range(1, 21))
+        assert not eng._engines  # microsecond items: one after the other
+        assert sorted(eng.map(_slow_square, range(6))) == [x * x for x in range(6)]
+        assert ("threads", 2) in eng._engines
