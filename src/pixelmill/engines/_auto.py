@@ -142,18 +142,22 @@ def plan_batch(ops, n_images: int, workers: int, *, notify=None) -> tuple[str, i
     """``(across-images engine, its workers, within-image engine, its workers)`` for a batch
     run with ``engine="auto"``.
 
-    With at least two images per worker, whole images run in parallel: decoding and encoding
-    (most of a batch's time) then run on every core too, which no within-image split can do. The
-    per-image work goes to the calibration's fastest single-worker candidate for these
-    operations; numba code holds the GIL, so numba work runs in a process pool (``joblib``),
-    NumPy work (which releases the GIL, as the JPEG codec does) on threads. With fewer images,
-    the images run one after the other and ``auto`` splits each one.
+    With at least two images per worker, whole images run in parallel on threads: decoding and
+    encoding (most of a batch's time) then run on every core too, which no within-image split
+    can do, and no process has to start (the JPEG codec, NumPy and pixelmill's numba kernels all
+    release the GIL). The per-image work goes to the calibration's fastest single-worker
+    candidate for these operations. With fewer images, the images run one after the other and
+    ``auto`` splits each one.
     """
     if workers > 1 and n_images >= 2 * workers:
         cal = _cal.load(notify=notify)
         probe = AutoEngine(workers=1, calibration=cal)
         # Photographs of a few megapixels: the size the per-image choice is made for.
         inner = probe.choose(list(ops), (2000, 3000)).engine
-        across = "joblib" if inner == "numba" else "threads"
-        return across, workers, inner, 1
+        if inner == "numba":
+            from ._numba import threadsafe
+
+            if not threadsafe():
+                return "joblib", workers, inner, 1  # one numba runtime per worker process
+        return "threads", workers, inner, 1
     return "numpy", 1, "auto", workers

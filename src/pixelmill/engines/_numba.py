@@ -51,3 +51,15 @@ class NumbaEngine(Engine):
             op.compute(padded, out, self.flavour)
         finally:
             numba.set_num_threads(previous)
+
+
+def threadsafe() -> bool:
+    """True when numba's threading layer lets several Python threads call the kernels at once
+    (``omp`` or ``tbb``; the ``workqueue`` fallback does not)."""
+    import numpy as np
+
+    from ..ops._numba import invert_numba
+
+    # The layer is chosen on the first parallel call.
+    invert_numba(np.zeros(1, np.uint8), np.empty(1, np.uint8))
+    return numba.threading_layer() in ("omp", "tbb")

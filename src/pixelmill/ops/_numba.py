@@ -50,8 +50,10 @@ CHUNK = 2048
 RING_BYTES = 256 << 10
 
 
-_jit = numba.njit(parallel=True, cache=True, fastmath=False)
-_jit_serial = numba.njit(cache=True, fastmath=False)
+# nogil: a batch runs whole images on Python threads, each calling these kernels at once
+# (numba's omp and tbb threading layers are thread-safe; see the numba engine's notes).
+_jit = numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
+_jit_serial = numba.njit(cache=True, fastmath=False, nogil=True)
 
 
 # -- invert ------------------------------------------------------------------------------------
