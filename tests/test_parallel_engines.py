@@ -363,3 +363,21 @@ def test_processes_workers_exit_when_the_parent_is_killed(tmp_path):
         time.sleep(0.1)
     assert pids and not any(map(alive, pids)), "workers outlived their parent"
     assert shm_entries(parent) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs POSIX shared memory in /dev/shm")
+def test_processes_result_is_the_shared_output_without_a_segment_left(rng):
+    # With no ``out``, the result is the workers' shared output, adopted without a copy: an
+    # ordinary writable array, no segment name left behind, memory kept alive by the array.
+    image = random_image(rng, (61, 47, 3), np.uint8)
+    op = Filter(kernels.gaussian(5, 1.0))
+    bank = [Invert(), op]
+    with make_engine("processes", 2) as eng, make_engine("numpy") as ref:
+        got = eng.run(op, image, border="wrap")
+        many = eng.run_many(bank, image, border="wrap")
+        assert shm_entries(os.getpid()) == []
+        np.testing.assert_array_equal(got, ref.run(op, image, border="wrap"))
+        for r, o in zip(many, bank):
+            np.testing.assert_array_equal(r, ref.run(o, image, border="wrap"))
+        got[...] = 0  # writable, and private to this result
+        assert not got.any() and many[1].any()

@@ -8,6 +8,7 @@ segments -- always, also when a worker dies or the run is interrupted.
 
 from __future__ import annotations
 
+import mmap
 import os
 import secrets
 import shutil
@@ -15,6 +16,7 @@ import signal
 import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context, shared_memory
 
@@ -151,6 +153,38 @@ def _run_shared_tiles(op: Operation, source, offset, target, tiles, flavour: str
 
 
 # -- in the parent ---------------------------------------------------------------------------
+
+#: POSIX shared memory segments are files in /dev/shm on Linux, so a result can be adopted.
+_CAN_ADOPT = sys.platform.startswith("linux") and os.path.isdir("/dev/shm")
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One operation of a call: where its padded input sits and what it writes (``out``, or
+    when None a shared segment that becomes the result)."""
+
+    op: Operation
+    placement: tuple[int, int, int]
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    out: np.ndarray | None = None
+
+
+def _adopt(name: str, shape, dtype) -> np.ndarray:
+    """The segment's pages as an ordinary array that outlives the segment.
+
+    A second mapping of the segment's file keeps its pages after the segment is closed and
+    unlinked (they are freed when the array is), so the workers' output is the caller's
+    result without a copy of the whole image through the parent.
+    """
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    fd = os.open(os.path.join("/dev/shm", name.lstrip("/")), os.O_RDWR)
+    try:
+        mapping = mmap.mmap(fd, count * dtype.itemsize)
+    finally:
+        os.close(fd)
+    return np.frombuffer(mapping, dtype=dtype, count=count).reshape(shape)
 
 
 class _Segments:
@@ -331,9 +365,16 @@ class ProcessesEngine(Engine):
 
     # -- one image, a filter bank -----------------------------------------------------------------
 
+    def run(self, op, image, *, border="nearest", cval=0.0, out=None):
+        if out is not None or self.workers == 1 or not _CAN_ADOPT:
+            return super().run(op, image, border=border, cval=cval, out=out)
+        # No ``out`` given: the result is the shared output itself, never copied (see _adopt).
+        inputs, placements = bank_layout([op], image, border, cval, self.flavour)
+        return self._run_jobs(inputs, [_Job(op, placements[0], image.shape, op.out_dtype(image.dtype))])[0]
+
     def execute(self, op: Operation, padded: np.ndarray, out: np.ndarray) -> None:
         """Fill ``out`` from ``padded`` with the worker processes, through shared memory."""
-        self._run_jobs([padded], [(op, (0, 0, 0), out)])
+        self._run_jobs([padded], [_Job(op, (0, 0, 0), out.shape, out.dtype, out)])
 
     def run_many(
         self, ops: list[Operation], image: np.ndarray, *, border: str = "nearest", cval: float = 0.0
@@ -342,20 +383,27 @@ class ProcessesEngine(Engine):
         padded with the largest halo) and the tiles of every operation run in the pool at once,
         each operation writing its own shared output."""
         inputs, placements = bank_layout(ops, image, border, cval, self.flavour)
-        outs = [np.empty(image.shape, dtype=op.out_dtype(image.dtype)) for op in ops]
-        self._run_jobs(inputs, list(zip(ops, placements, outs)))
-        return outs
+        adopt = self.workers > 1 and _CAN_ADOPT
+        jobs = [_Job(op, at, image.shape, op.out_dtype(image.dtype),
+                     None if adopt else np.empty(image.shape, dtype=op.out_dtype(image.dtype)))
+                for op, at in zip(ops, placements)]
+        return self._run_jobs(inputs, jobs)
 
-    def _run_jobs(self, inputs: list[np.ndarray], jobs) -> None:
-        jobs = [job for job in jobs if job[2].size]
-        if not jobs:
-            return
+    def _run_jobs(self, inputs: list[np.ndarray], jobs: list[_Job]) -> list[np.ndarray]:
+        """Compute every job; returns their results in order (a job without ``out`` gets the
+        shared output segment itself as its result)."""
+        results = [job.out if job.out is not None else np.empty(job.shape, job.dtype) for job in jobs]
+        pending = [k for k, job in enumerate(jobs) if results[k].size]
+        if not pending:
+            return results
         if self.workers == 1:
-            for op, (i, dr, dc), out in jobs:
+            for k in pending:
+                op, (i, dr, dc) = jobs[k].op, jobs[k].placement
+                out = results[k]
                 padded = window(inputs[i], dr, dc, op.halo, out.shape)
                 compute_tiles(op, padded, out, self.tiles_for(out.shape, out.dtype.itemsize), self.flavour)
-            return
-        _check_room(sum(a.nbytes for a in inputs) + sum(job[2].nbytes for job in jobs))
+            return results
+        _check_room(sum(a.nbytes for a in inputs) + sum(results[k].nbytes for k in pending))
         segments = _Segments()
         shared_outs: list[np.ndarray] = []
         try:
@@ -367,10 +415,13 @@ class ProcessesEngine(Engine):
                 sources.append(spec)
             pool = self._executor()
             futures = []
+            targets = []
             try:
-                for op, (i, dr, dc), out in jobs:
+                for k in pending:
+                    op, (i, dr, dc), out = jobs[k].op, jobs[k].placement, results[k]
                     view, target = segments.new(out.shape, out.dtype)
                     shared_outs.append(view)
+                    targets.append(target)
                     tiles = [(t.r0, t.r1, t.c0, t.c1) for t in self.tiles_for(out.shape, out.dtype.itemsize)]
                     for chunk in chunked(tiles, TASKS_PER_WORKER * self.workers):
                         futures.append(
@@ -386,11 +437,15 @@ class ProcessesEngine(Engine):
                 # Workers may still be busy with tiles of this call; start afresh next time.
                 self._drop_pool(pool, wait=False)
                 raise
-            for (_, _, out), shared in zip(jobs, shared_outs):
-                np.copyto(out, shared)
+            for k, shared, target in zip(pending, shared_outs, targets):
+                if jobs[k].out is None:
+                    results[k] = _adopt(*target)
+                else:
+                    np.copyto(results[k], shared)
         finally:
             shared_outs.clear()
             segments.release()
+        return results
 
     # -- a library of images -------------------------------------------------------------------------
 
