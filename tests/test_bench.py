@@ -241,3 +241,159 @@ def test_cli_rejects_bad_options(library, tmp_path):
     result = CliRunner().invoke(main, ["bench", "invert-scaling", "--library", str(library), "--sizes", "99",
                                        "--no-isolate", "-o", str(tmp_path)])
     assert result.exit_code == 2 and "99" in result.output
+
+
+# -- the batch suite: invert and the Gaussian, its targets, its memory budget --------------------------------------
+
+BATCH_CASES = ("invert", "gaussian-5-1")  # TINY keeps the default Gaussian (size 5, sigma 1)
+
+
+def _batch_records(run):
+    return [r for r in run.records if r.suite == "batch"]
+
+
+def test_batch_runs_both_cases_and_every_output_is_checked(run):
+    ok = [r for r in _batch_records(run) if r.status == "ok"]
+    engines = set(pixelmill.available_engines()) - {"loops"}
+    for case in BATCH_CASES:
+        rows = [r for r in ok if r.case == case]
+        assert {r.method for r in rows if r.kind == "engine"} == engines, case
+        assert {r.method for r in rows if r.kind == "peer"} == {"cv2", "pillow", "pyvips"}, case
+        for r in rows:
+            assert r.checked and r.match, (case, r.method, r.max_abs_err, r.mean_abs_err, r.notes)
+            assert r.megapixels > 0 and r.peak_rss_mb > 0
+            if r.kind == "engine":  # pixelmill's engines: the numpy engine's outputs, exactly
+                assert r.max_abs_err == 0 and r.tolerance == 0, (case, r.method)
+            else:  # another encoder: held to a mean difference
+                assert r.mean_abs_err <= 2.0 and r.tolerance_on == "mean_abs_err"
+            assert "Python process" in r.notes
+    # Every record says its case; the floor is one (no operation) and the memory baselines are there.
+    assert all(r.case and r.case != "*" for r in _batch_records(run))
+    assert {r.case for r in ok if r.method == "floor"} == {"decode+encode", "decode+encode:threads",
+                                                           "decode+encode:processes"}
+    assert {(r.method, r.case) for r in ok if r.method in ("python-process", "largest-image")} == {
+        ("python-process", "startup"), ("largest-image", "decode:largest")}
+
+
+def test_batch_gaussian_matches_an_independent_blur(library, tmp_path):
+    """The Gaussian batch's reference (the numpy engine) against scipy.ndimage on the decoded inputs."""
+    import scipy.ndimage as ndi
+
+    from pixelmill.batch import RunSettings, run_batch
+    from pixelmill.bench._batch import cases_for, gaussian_spec
+    from pixelmill.bench._ops import make_op
+    from pixelmill.io import read_image
+
+    opts = BenchOptions(library=str(library), **TINY).resolved()
+    spec = gaussian_spec(opts)
+    assert list(cases_for(opts)) == list(BATCH_CASES) and cases_for(opts)["gaussian-5-1"] == spec
+    out = tmp_path / "gauss"
+    run_batch([str(library)], str(out), RunSettings(ops=(make_op(spec),), engine="numpy", workers=1, quality=100))
+    x = np.arange(-2, 3)
+    g = np.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / 2.0)
+    g /= g.sum()
+    for src in sorted(library.rglob("*.jpg")):
+        img = read_image(src).data.astype(np.float64)
+        want = np.stack([ndi.convolve(img[..., c], g, mode="nearest") for c in range(3)], axis=-1)
+        want = np.clip(np.rint(want), 0, 255)
+        got = read_image(out / src.relative_to(library)).data.astype(np.float64)
+        assert np.abs(got - want).mean() < 1.0  # JPEG at quality 100, 4:2:0: small loss only
+
+
+def test_batch_targets_are_measured(run):
+    rows = {t["id"]: t for t in run.document["targets"]}
+    for tid in ("batch-vs-floor", "batch-vs-peers", "batch-gaussian-vs-peers", "batch-memory"):
+        t = rows[tid]
+        assert t["status"] in ("pass", "miss") and t["measured"] > 0, (tid, t["detail"])
+    assert "gaussian-5-1" in rows["batch-gaussian-vs-peers"]["detail"]
+    analysis = run.document["analysis"]["batch"]
+    assert set(analysis["cases"]) == set(BATCH_CASES)
+    text = " ".join(run.document["conclusions"]["batch"])
+    assert "invert:" in text and "gaussian-5-1:" in text and "Memory:" in text
+    report = (run.outdir / "report.md").read_text(encoding="utf-8")
+    assert "| gaussian-5-1 | cv2 | peer |" in report and "RSS bound MB" in report
+
+
+def test_batch_memory_budget_from_the_library(run, library):
+    """The bound's parts: the largest image measured from the files, the constant from its record."""
+    from pixelmill.bench._batch import python_processes
+
+    mem = run.document["analysis"]["batch"]["memory"]
+    largest = 0
+    for p in library.rglob("*.jpg"):  # TINY's batch takes every image of the tiny library
+        with Image.open(p) as im:
+            largest = max(largest, im.size[0] * im.size[1] * 3 / 2**20)
+    assert mem["largest_image_mb"] == pytest.approx(largest)
+    constant = next(r for r in run.records if r.method == "python-process")
+    assert constant.checked and constant.match and 10 < constant.peak_rss_mb < 2000
+    assert mem["per_process_mb"] == constant.peak_rss_mb
+    engines = [r for r in _batch_records(run) if r.kind == "engine" and r.status == "ok"]
+    assert len(mem["rows"]) == len(engines)
+    for row in mem["rows"]:
+        rec = next(r for r in engines if (r.method, r.case) == (row["method"], row["case"]))
+        assert row["processes"] == python_processes(rec) >= 1
+        assert row["bound_mb"] == pytest.approx(2 * largest + row["processes"] * constant.peak_rss_mb)
+        assert row["ratio"] == pytest.approx(rec.peak_rss_mb / row["bound_mb"])
+    worst = max(mem["rows"], key=lambda x: x["ratio"])
+    target = next(t for t in run.document["targets"] if t["id"] == "batch-memory")
+    assert target["measured"] == pytest.approx(worst["ratio"]) and worst["method"] in target["detail"]
+
+
+def _rec(method, kind, case, mp_per_s, *, workers=2, peak=None, notes="", match=True, **kw):
+    r = Record(suite="batch", method=method, kind=kind, case=case, workers=workers, size=4, size_unit="images",
+               notes=notes, **kw).set_times([10.0 / mp_per_s], megapixels=10.0)
+    r.peak_rss_mb = peak
+    r.set_check((0.0, 0.5 if match else 9.0), tolerance=2.0, tolerance_on="mean_abs_err", reference="x")
+    return r
+
+
+def test_batch_targets_judge_the_default_run():
+    """With an 'auto' record the targets judge it, not the fastest engine; without one, the fastest."""
+    from pixelmill.bench import compute_targets
+
+    opts = BenchOptions(quick=True).resolved()
+    g = "gaussian-5-1"
+    records = [
+        _rec("floor", "baseline", "decode+encode:threads", 100.0),
+        _rec("floor", "baseline", "decode+encode", 60.0, workers=1),
+        _rec("numba", "engine", "invert", 95.0, peak=300.0, notes="1 Python process at once"),
+        _rec("auto", "engine", "invert", 80.0, peak=150.0, notes="1 Python process at once"),
+        _rec("processes", "engine", g, 50.0, peak=450.0, notes="3 Python processes at once (this one and 2 workers)"),
+        _rec("auto", "engine", g, 40.0, peak=120.0),
+        _rec("cv2", "peer", "invert", 70.0),
+        _rec("pyvips", "peer", "invert", 90.0, match=False),  # a peer whose output is wrong does not count
+        _rec("cv2", "peer", g, 64.0),
+        _rec("python-process", "baseline", "startup", 1.0, workers=None, peak=100.0),
+        _rec("largest-image", "baseline", "decode:largest", 24.0, workers=1),  # 10 MP per run
+    ]
+    rows = {t["id"]: t for t in compute_targets(records, {}, opts)}
+    assert rows["batch-vs-floor"]["measured"] == pytest.approx(0.80) and "'auto'" in rows["batch-vs-floor"]["detail"]
+    assert rows["batch-vs-peers"]["measured"] == pytest.approx(80 / 70) and "cv2" in rows["batch-vs-peers"]["detail"]
+    assert rows["batch-gaussian-vs-peers"]["measured"] == pytest.approx(40 / 64)
+    assert rows["batch-gaussian-vs-peers"]["status"] == "miss"
+    image_mb = 10e6 * 3 / 2**20
+    # processes: 3 counted processes; the gaussian auto record has no count: 1 (not a process-pool engine).
+    want = max(300 / (2 * image_mb + 100), 150 / (2 * image_mb + 100), 450 / (2 * image_mb + 300),
+               120 / (2 * image_mb + 100))
+    assert rows["batch-memory"]["measured"] == pytest.approx(want)
+    assert rows["batch-memory"]["status"] == ("miss" if want > 1 else "pass")
+    # Without 'auto', the fastest engine is the default run and the detail says so.
+    rows = {t["id"]: t for t in compute_targets([r for r in records if r.method != "auto"], {}, opts)}
+    assert rows["batch-vs-floor"]["measured"] == pytest.approx(0.95)
+    assert "no 'auto' engine" in rows["batch-vs-floor"]["detail"] and "numba" in rows["batch-vs-floor"]["detail"]
+    # Without the memory baselines the memory target is not measured.
+    rows = {t["id"]: t for t in compute_targets([r for r in records if r.kind != "baseline"], {}, opts)}
+    assert rows["batch-memory"]["status"] == "not measured"
+
+
+def test_process_counter_sees_pool_workers():
+    import multiprocessing
+    import time as _time
+
+    from pixelmill.bench._batch import ProcessCounter
+
+    with ProcessCounter() as before:
+        _time.sleep(0.1)
+    with ProcessCounter() as counted, multiprocessing.get_context("fork").Pool(2) as pool:
+        pool.map(_time.sleep, [0.15, 0.15])
+    assert counted.most - before.most >= 2

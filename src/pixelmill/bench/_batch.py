@@ -1,20 +1,36 @@
-"""Suite ``batch``: a JPEG library end to end (decode, invert, encode), in megapixels per second.
+"""Suite ``batch``: a JPEG library end to end (decode, operate, encode), in megapixels per second.
 
-pixelmill runs :func:`pixelmill.batch.run_batch` with each engine (a fresh output folder per
-run; engine start-up is inside the timing, as a user pays it). The peers run the same job as a
+Two cases: ``invert`` and the Gaussian (``gaussian-5-1`` by default, the ``peers`` suite's),
+each run as ``pixelmill run --op OP`` runs it: :func:`pixelmill.batch.run_batch` with each
+engine and the operation's default policy (``clip`` for the Gaussian), a fresh output folder
+per run, engine start-up inside the timing as a user pays it. The peers run the same job as a
 user would write it: OpenCV and Pillow in a ``multiprocessing.Pool`` (the pool's start-up is
-timed too), pyvips in a plain loop over the files with libvips' own threads. The *floor* is
-decoding and encoding every image with pixelmill's io and no operation: in one process, and with
-N threads and N processes (the faster of the two is the floor for N workers; Pillow releases the
-GIL while it decodes and encodes). No batch of this library can be much faster than decode + encode. Every output is
-decoded and compared with pixelmill's numpy-engine output; other encoders produce slightly
-different JPEGs, so peers are held to a mean difference of at most 2 grey levels.
+timed too; ``cv2.GaussianBlur`` with ``BORDER_REPLICATE``, Pillow's ``ImageFilter.Kernel`` with
+the same 5 x 5 weights), pyvips in a plain loop over the files with libvips' own threads
+(``conv`` with the same mask, in float). Every writer uses JPEG quality 95 and the input's
+chroma subsampling, as pixelmill does. The *floor* is decoding and encoding every image with
+pixelmill's io and no operation: in one process, and with N threads and N processes (the faster
+of the two is the floor for N workers; Pillow releases the GIL while it decodes and encodes). No
+batch of this library can be much faster than decode + encode. Every output is decoded and
+compared with pixelmill's numpy-engine output of the same case: engines must match exactly;
+other encoders produce slightly different JPEGs, so peers are held to a mean difference of at
+most 2 grey levels, and every output must keep the reference's chroma subsampling.
+
+Memory: two baseline records measure the budget of the ``batch-memory`` target, a
+fresh Python process that imports what a batch worker imports (``python-process``,
+``startup``: its resident memory is the per-process constant) and decoding the library's
+largest image (``largest-image``). Each record's notes say how many Python processes the run
+had at once (this one plus worker processes seen during the timed runs; multiprocessing's
+resource trackers and fork servers are not counted, though their memory is in the peak).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,30 +39,71 @@ from ._harness import Group, apply_measurement, measure
 from ._records import Record
 
 NAME = "batch"
-TITLE = "A JPEG library end to end: decode, invert, encode"
+TITLE = "A JPEG library end to end: decode, invert or Gaussian, encode"
 TARGET = "pixelmill.bench._batch:run_method"
 QUALITY = 95
+#: Peer -> what it runs for invert and for the Gaussian; "N" is the worker count.
 PEERS = {
-    "cv2": "cv2.imread -> cv2.bitwise_not -> cv2.imwrite(IMWRITE_JPEG_QUALITY=95) in multiprocessing.Pool(N)",
-    "pillow": "Image.open -> ImageOps.invert -> save(quality=95) in multiprocessing.Pool(N)",
-    "pyvips": "for each file: Image.new_from_file(access='sequential').invert().write_to_file(Q=95), libvips threads = N",
+    "cv2": {
+        "invert": "cv2.imread -> cv2.bitwise_not -> cv2.imwrite(IMWRITE_JPEG_QUALITY=95, the input's sampling "
+                  "factor) in multiprocessing.Pool(N)",
+        "gaussian": "cv2.imread -> cv2.GaussianBlur({k}, {sigma}, borderType=BORDER_REPLICATE) -> "
+                    "cv2.imwrite(IMWRITE_JPEG_QUALITY=95, the input's sampling factor) in multiprocessing.Pool(N); "
+                    "OpenCV's 8-bit Gaussian is fixed-point",
+    },
+    "pillow": {
+        "invert": "Image.open -> ImageOps.invert -> save(quality=95, subsampling=the input's) in "
+                  "multiprocessing.Pool(N)",
+        "gaussian": "Image.open -> filter(ImageFilter.Kernel({k}, the same weights, scale=1)) -> save(quality=95, "
+                    "subsampling=the input's) in multiprocessing.Pool(N); Pillow leaves the outer kernel-radius "
+                    "pixels unfiltered",
+    },
+    "pyvips": {
+        "invert": "for each file: Image.new_from_file(access='sequential').invert().write_to_file(Q=95, "
+                  "subsample_mode as the input), libvips threads = N",
+        "gaussian": "for each file: Image.new_from_file(access='sequential').conv(the same mask, "
+                    "precision='float').rint().cast('uchar').write_to_file(Q=95, subsample_mode as the input), "
+                    "libvips threads = N",
+    },
 }
 PEER_MODULES = {"cv2": "cv2", "pillow": "PIL", "pyvips": "pyvips"}
 ENGINE_TOLERANCE = 0.0  # same encoder, same settings: the same pixels
 PEER_TOLERANCE = 2.0    # mean absolute difference: another JPEG encoder, not another operation
+#: Chroma subsampling as Pillow numbers it (JpegImagePlugin.get_sampling).
+SUBSAMPLING = {-1: "unknown", 0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
+#: What a batch worker process imports; its resident memory is the per-process constant.
+WORKER_MODULES = ("numpy", "PIL.Image", "simplejpeg", "pixelmill", "pixelmill.io", "pixelmill.batch")
+#: Processes that multiprocessing and loky start beside the workers (not counted as processes).
+HELPER_MARKERS = ("resource_tracker", "forkserver", "semaphore_tracker")
+MEMORY_METHODS = ("python-process", "largest-image")
+
+
+def gaussian_spec(opts) -> str:
+    """The Gaussian's op spec, as the ``peers`` suite writes it."""
+    return f"gaussian:size={opts['gaussian_size']},sigma={opts['sigma']:g}"
+
+
+def cases_for(opts) -> dict[str, str]:
+    """{case label: op spec}: ``invert`` and the Gaussian (``gaussian-5-1``)."""
+    from ._ops import op_label
+
+    g = gaussian_spec(opts)
+    return {"invert": "invert", op_label(g): g}
 
 
 def plan(ctx) -> list[Group]:
+    from PIL import Image, JpegImagePlugin
+
+    from ..batch import RunSettings, run_batch
     from ._library import pick
+    from ._ops import make_op
 
     o = ctx.opts
     n = min(o["batch_images"], len(ctx.library))
     paths = pick(ctx.library, n, seed=o["seed"])
     lib = ctx.workdir / "batch-library"
     lib.mkdir(parents=True, exist_ok=True)
-    total_px = 0
-    from PIL import Image
-
+    total_px, largest, subsampling = 0, None, {}
     for k, p in enumerate(paths):
         dst = lib / f"{k:04d}_{p.stem}.jpg"
         if p.suffix.lower() in (".jpg", ".jpeg"):
@@ -58,56 +115,91 @@ def plan(ctx) -> list[Group]:
             with Image.open(p) as im:
                 im.convert("RGB").save(dst, quality=QUALITY)
         with Image.open(dst) as im:
-            total_px += im.size[0] * im.size[1]
+            w, h = im.size
+            subsampling[dst.name] = JpegImagePlugin.get_sampling(im)
+        total_px += w * h
+        if largest is None or w * h > largest[1] * largest[2]:
+            largest = (dst.name, w, h)
     mp = total_px / 1e6
-    ctx.inputs[NAME] = f"{n} JPEG files picked from the library ({mp:.1f} MP in all), output JPEG quality {QUALITY}"
-    ref = ctx.workdir / "batch-reference"
-    from ..batch import RunSettings, run_batch
-    from ..ops import Invert
-
-    result = run_batch([str(lib)], str(ref), RunSettings(ops=(Invert(),), engine="numpy", workers=1, quality=QUALITY))
-    if result.count("done") != n:
-        raise RuntimeError(f"the reference batch (numpy engine) did {result.count('done')} of {n} images")
+    cases = cases_for(o)
+    subs = sorted({SUBSAMPLING.get(s, str(s)) for s in subsampling.values()})
+    ctx.inputs[NAME] = (f"{n} JPEG files picked from the library ({mp:.1f} MP in all; the largest "
+                        f"{largest[1]} x {largest[2]}), chroma subsampling {', '.join(subs)}; operations "
+                        f"{', '.join(cases.values())}; output JPEG quality {QUALITY} and the input's subsampling")
+    refs = {}
+    for case, op_spec in cases.items():
+        ref = ctx.workdir / "batch-reference" / case
+        # As `pixelmill run --op OP --engine numpy` runs it: the op's default policy (clip for smoothing).
+        result = run_batch([str(lib)], str(ref), RunSettings(ops=(make_op(op_spec),), engine="numpy", workers=1,
+                                                             quality=QUALITY))
+        if result.count("done") != n:
+            raise RuntimeError(f"the reference batch for {case} (numpy engine) did {result.count('done')} "
+                               f"of {n} images")
+        refs[case] = str(ref)
     W = o["max_workers"]
-    base = dict(ctx.spec_common(), suite=NAME, library=str(lib), reference=str(ref), mp=mp, images=n,
-                out=str(ctx.workdir / "batch-out"), quality=QUALITY)
+    base = dict(ctx.spec_common(), suite=NAME, library=str(lib), refs=refs, mp=mp, images=n,
+                out=str(ctx.workdir / "batch-out"), quality=QUALITY, subsampling=subsampling)
+    groups = [Group(NAME, "python-process", "baseline", TARGET,
+                    dict(base, method="python-process", kind="baseline", largest=largest[0]))]
     variants = [[1, "serial"]] + ([[W, "threads"], [W, "processes"]] if W > 1 else [])
-    groups = [Group(NAME, "floor", "baseline", TARGET, dict(base, method="floor", kind="baseline", variants=variants))]
-    for engine in o["engines"]:
-        if engine == "loops":
-            continue  # pure Python over whole photographs would take hours (invert-scaling shows its rate)
-        groups.append(Group(NAME, engine, "engine", TARGET,
-                            dict(base, method=engine, kind="engine", workers=[1 if engine == "numpy" else W])))
-    for peer in PEERS:
-        groups.append(Group(NAME, peer, "peer", TARGET, dict(base, method=peer, kind="peer", workers=[W])))
+    groups.append(Group(NAME, "floor", "baseline", TARGET,
+                        dict(base, method="floor", kind="baseline", case="decode+encode", op=None, variants=variants)))
+    for case, op_spec in cases.items():
+        for engine in o["engines"]:
+            if engine == "loops":
+                continue  # pure Python over whole photographs would take hours (invert-scaling shows its rate)
+            groups.append(Group(NAME, engine, "engine", TARGET,
+                                dict(base, method=engine, kind="engine", case=case, op=op_spec,
+                                     workers=[1 if engine == "numpy" else W])))
+        for peer in PEERS:
+            groups.append(Group(NAME, peer, "peer", TARGET,
+                                dict(base, method=peer, kind="peer", case=case, op=op_spec, workers=[W])))
     return groups
 
 
 # -- one file, as each peer's user would write it (top-level: the pool pickles them) -----------------------------
+# A job is (source, destination, quality, the input's chroma subsampling, the operation's parameters or None).
 
 
 def _cv2_one(job):
     import cv2
 
-    src, dst, q = job
-    cv2.imwrite(dst, cv2.bitwise_not(cv2.imread(src, cv2.IMREAD_COLOR)), [cv2.IMWRITE_JPEG_QUALITY, q])
+    src, dst, q, sub, gauss = job
+    img = cv2.imread(src, cv2.IMREAD_COLOR)
+    if gauss is None:
+        out = cv2.bitwise_not(img)
+    else:
+        size, sigma = gauss
+        out = cv2.GaussianBlur(img, (size, size), sigma, borderType=cv2.BORDER_REPLICATE)
+    params = [cv2.IMWRITE_JPEG_QUALITY, q]
+    factor = {0: "IMWRITE_JPEG_SAMPLING_FACTOR_444", 1: "IMWRITE_JPEG_SAMPLING_FACTOR_422",
+              2: "IMWRITE_JPEG_SAMPLING_FACTOR_420"}.get(sub)
+    if factor and hasattr(cv2, factor):
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, getattr(cv2, factor)]
+    cv2.imwrite(dst, out, params)
     return dst
 
 
 def _pillow_one(job):
-    from PIL import Image, ImageOps
+    from PIL import Image, ImageFilter, ImageOps
 
-    src, dst, q = job
+    src, dst, q, sub, kernel = job
     with Image.open(src) as im:
-        ImageOps.invert(im.convert("RGB")).save(dst, quality=q)
+        rgb = im.convert("RGB")
+    if kernel is None:
+        out = ImageOps.invert(rgb)
+    else:
+        size, weights = kernel
+        out = rgb.filter(ImageFilter.Kernel((size, size), weights, scale=1))
+    out.save(dst, quality=q, **({"subsampling": sub} if sub in (0, 1, 2) else {}))
     return dst
 
 
 def _floor_one(job):
     from ..io import read_image, write_image
 
-    src, dst, q = job
-    write_image(dst, read_image(src), quality=q)
+    src, dst, q = job[:3]
+    write_image(dst, read_image(src), quality=q)  # keeps the input's subsampling, as run_batch does
     return dst
 
 
@@ -126,12 +218,110 @@ def _pool_map(fn, jobs, workers, pool="processes"):
         return list(p.imap_unordered(fn, jobs, chunksize=1))
 
 
-def _pyvips_all(jobs):
+def _pyvips_all(jobs, mask_rows=None):
     import pyvips
 
-    for src, dst, q in jobs:
-        pyvips.Image.new_from_file(src, access="sequential").invert().write_to_file(dst, Q=q)
-    return [d for _, d, _ in jobs]
+    mask = pyvips.Image.new_from_array(mask_rows) if mask_rows is not None else None  # scale 1, offset 0
+    for src, dst, q, sub, _ in jobs:
+        im = pyvips.Image.new_from_file(src, access="sequential")
+        out = im.invert() if mask is None else im.conv(mask, precision="float").rint().cast("uchar")
+        # libvips turns chroma subsampling off at Q >= 90 unless told: keep the input's, as the others do.
+        mode = {0: "off", 2: "on"}.get(sub)
+        out.write_to_file(dst, Q=q, **({"subsample_mode": mode} if mode else {}))
+    return [j[1] for j in jobs]
+
+
+# -- counting the run's processes ------------------------------------------------------------------------------
+
+
+class ProcessCounter:
+    """The most processes of this run alive at once while the block runs: this one plus its
+    descendants, less multiprocessing's and loky's helpers (resource trackers, fork servers).
+
+    Sampled every ``interval`` seconds (like the memory probe's child sampling), so a worker
+    that lives for less than that may be missed; the pools timed here live for a whole batch.
+    """
+
+    def __init__(self, interval: float = 0.02):
+        self.interval = interval
+        self.most = 1
+
+    def _is_helper(self, pid: int) -> bool | None:
+        if pid in self._kinds:
+            return self._kinds[pid]
+        try:
+            import psutil
+
+            cmd = " ".join(psutil.Process(pid).cmdline())
+        except Exception:  # noqa: BLE001 - gone already
+            return None
+        if not cmd:
+            return None
+        if cmd == self._own_cmd and pid not in self._forked:
+            # A fork that may not have exec'd yet (a helper about to start, say): undecided until a
+            # later sample; one still like this then is a forked worker (multiprocessing's "fork").
+            self._forked.add(pid)
+            return None
+        self._kinds[pid] = any(m in cmd for m in HELPER_MARKERS)
+        return self._kinds[pid]
+
+    def _sample(self) -> None:
+        from ._harness import _proc_children
+
+        pids = _proc_children(self._pid)
+        if pids is None:
+            try:
+                pids = [p.pid for p in self._proc.children(recursive=True)]
+            except Exception:  # noqa: BLE001
+                pids = []
+        alive = sum(1 for pid in pids if self._is_helper(pid) is False)
+        self.most = max(self.most, 1 + alive)
+
+    def _loop(self):
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self):
+        import psutil
+
+        self._pid = os.getpid()
+        self._proc = psutil.Process()
+        try:
+            self._own_cmd = " ".join(self._proc.cmdline())
+        except Exception:  # noqa: BLE001
+            self._own_cmd = ""
+        self._kinds: dict[int, bool] = {}
+        self._forked: set[int] = set()
+        self._sample()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pixelmill-bench-processes", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False
+
+
+_PROCESSES_NOTE = re.compile(r"(\d+) Python process")
+
+
+def python_processes(rec: Record) -> int:
+    """Python processes a record's run had at once: from its notes (counted during the run),
+    or, for records without the count, what the engine starts (1, or 1 + workers for the
+    process-pool engines; dask's local scheduler uses threads)."""
+    m = _PROCESSES_NOTE.search(rec.notes or "")
+    if m:
+        return int(m.group(1))
+    if rec.method in ("processes", "joblib") and (rec.workers or 1) > 1:
+        return 1 + rec.workers
+    return 1
+
+
+def _processes_note(n: int) -> str:
+    return (f"{n} Python process{'es' if n != 1 else ''} at once (this one"
+            + (f" and {n - 1} worker{'s' if n != 2 else ''}" if n > 1 else "") + ", helpers not counted)")
 
 
 # -- running ---------------------------------------------------------------------------------------------------
@@ -144,14 +334,21 @@ def _decode(path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def _compare(outdir: Path, reference: Path, names: list[str], *, invert_reference: bool = False
-             ) -> tuple[float, float, int]:
-    """(max abs, mean abs, missing outputs) of every output against the reference's.
+def _sampling(path) -> int:
+    from PIL import Image, JpegImagePlugin
+
+    with Image.open(path) as im:
+        return JpegImagePlugin.get_sampling(im) if im.format == "JPEG" else -1
+
+
+def _compare(outdir: Path, reference: Path, names: list[str], *, invert_reference: bool = False) -> dict:
+    """Every output against the reference's: max and mean abs difference, outputs missing (or
+    of the wrong size), outputs with another chroma subsampling, and total bytes / reference's.
 
     ``invert_reference``: compare with the reference inverted back (for the floor, which
     re-encodes the inputs without an operation).
     """
-    worst, total, count, missing = 0.0, 0.0, 0, 0
+    worst, total, count, missing, other_sub, nbytes, ref_bytes = 0.0, 0.0, 0, 0, 0, 0, 0
     for name in names:
         out = outdir / name
         if not out.exists():
@@ -163,17 +360,24 @@ def _compare(outdir: Path, reference: Path, names: list[str], *, invert_referenc
         if a.shape != b.shape:
             missing += 1
             continue
+        if _sampling(out) != _sampling(reference / name):
+            other_sub += 1
+        nbytes += out.stat().st_size
+        ref_bytes += (reference / name).stat().st_size
         d = np.abs(a - b)
         worst = max(worst, float(d.max()))
         total += float(d.sum())
         count += d.size
-    return worst, (total / count if count else float("inf")), missing
+    return {"max": worst, "mean": total / count if count else float("inf"), "missing": missing,
+            "other_subsampling": other_sub, "bytes_ratio": nbytes / ref_bytes if ref_bytes else float("nan")}
 
 
 def run_method(spec: dict) -> list[Record]:
-    lib, ref = Path(spec["library"]), Path(spec["reference"])
+    if spec["method"] == "python-process":
+        return _run_memory_baselines(spec)
+    lib = Path(spec["library"])
     names = sorted(p.name for p in lib.iterdir() if p.suffix == ".jpg")
-    method, kind = spec["method"], spec["kind"]
+    method, kind, case = spec["method"], spec["kind"], spec["case"]
     if kind == "peer":
         try:
             __import__(PEER_MODULES[method])
@@ -182,52 +386,71 @@ def run_method(spec: dict) -> list[Record]:
 
                 pyvips.cache_set_max(0)
         except Exception as exc:  # noqa: BLE001
-            return [Record(suite=NAME, method=method, kind=kind, case="invert", status="not installed",
+            return [Record(suite=NAME, method=method, kind=kind, case=case, status="not installed",
                            notes=f"import failed: {type(exc).__name__}: {exc}")]
+        if method == "pillow" and spec["op"] != "invert":
+            from ._ops import make_op
+
+            size = make_op(spec["op"]).kernel.shape[0]
+            if size not in (3, 5):
+                return [Record(suite=NAME, method=method, kind=kind, case=case, status="unsupported",
+                               notes=f"ImageFilter.Kernel takes only 3x3 and 5x5 kernels, not {size}x{size}")]
+    # The floor re-encodes the inputs without an operation: compared with the invert reference, inverted back.
+    ref = Path(spec["refs"]["invert" if method == "floor" else case])
     records = []
     variants = spec.get("variants") or [[w, None] for w in spec["workers"]]
     for w, pool in variants:
-        outroot = Path(spec["out"]) / f"{method}-{w}-{pool}"
+        outroot = Path(spec["out"]) / f"{method}-{case}-{w}-{pool}"
         state = {"k": 0, "dir": None}
 
-        def setup():
+        def setup(state=state, outroot=outroot):
             if state["dir"] is not None:
                 shutil.rmtree(state["dir"], ignore_errors=True)
             state["k"] += 1
             state["dir"] = outroot / f"run{state['k']}"
             state["dir"].mkdir(parents=True)
 
-        fn, case, note = _runner(method, kind, w, lib, state, names, spec, pool)
-        m = measure(fn, repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"], setup=setup)
-        rec = Record(suite=NAME, method=method, kind=kind, case=case, size=spec["images"], size_unit="images",
+        fn, rec_case, note = _runner(method, kind, w, lib, state, names, spec, pool)
+        with ProcessCounter() as procs:
+            m = measure(fn, repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"], setup=setup)
+        rec = Record(suite=NAME, method=method, kind=kind, case=rec_case, size=spec["images"], size_unit="images",
                      workers=w, notes=note)
         apply_measurement(rec, m, megapixels=spec["mp"])
-        worst, mean, missing = _compare(state["dir"], ref, names, invert_reference=method == "floor")
-        if missing:
+        c = _compare(state["dir"], ref, names, invert_reference=method == "floor")
+        worst, mean = c["max"], c["mean"]
+        if c["missing"]:
             worst = mean = float("inf")
-            rec.notes += f"; {missing} of {len(names)} outputs missing or of the wrong size"
-        # The floor re-encodes the inputs (a second generation of JPEG loss): held to the peers' tolerance.
+            rec.notes += f"; {c['missing']} of {len(names)} outputs missing or of the wrong size"
         tol_on = "max_abs_err" if kind == "engine" else "mean_abs_err"
         tol = ENGINE_TOLERANCE if kind == "engine" else PEER_TOLERANCE
         rec.set_check((worst, mean), tolerance=tol, tolerance_on=tol_on,
-                      reference="outputs of pixelmill's numpy-engine batch, decoded" +
+                      reference=f"outputs of pixelmill's numpy-engine batch ({ref.name}), "
+                                "decoded; the same chroma subsampling" +
                                 ("; inverted back (the floor does no operation)" if method == "floor" else ""))
+        if c["other_subsampling"]:
+            # Another subsampling is another (cheaper or dearer) encode: not the same job.
+            rec.match = False
+            rec.notes += f"; {c['other_subsampling']} of {len(names)} outputs have another chroma subsampling"
+        rec.notes += f"; output bytes {c['bytes_ratio']:.2f}x the reference's; {_processes_note(procs.most)}"
         records.append(rec)
         shutil.rmtree(outroot, ignore_errors=True)
     return records
 
 
 def _runner(method, kind, w, lib, state, names, spec, pool=None):
-    q = spec["quality"]
+    from ._ops import make_op
 
-    def jobs():
-        return [(str(lib / n), str(state["dir"] / n), q) for n in names]
+    q, case, op_spec = spec["quality"], spec["case"], spec["op"]
+    subs = spec["subsampling"]
+
+    def jobs(params=None):
+        return [(str(lib / n), str(state["dir"] / n), q, subs.get(n, -1), params) for n in names]
 
     if kind == "engine":
         from ..batch import RunSettings, run_batch
-        from ..ops import Invert
 
-        settings = RunSettings(ops=(Invert(),), engine=method, workers=w, quality=q)
+        # As `pixelmill run --op OP --engine E --workers W` builds it (policy None: the op's default).
+        settings = RunSettings(ops=(make_op(op_spec),), engine=method, workers=w, quality=q)
 
         def fn():
             result = run_batch([str(lib)], str(state["dir"]), settings)
@@ -235,120 +458,322 @@ def _runner(method, kind, w, lib, state, names, spec, pool=None):
                 raise RuntimeError(f"run_batch did {result.count('done')} of {len(names)} images: "
                                    + "; ".join(i["error"] or "" for i in result.items if i["status"] == "failed")[:300])
             return None
-        return fn, "invert", f"pixelmill.batch.run_batch(engine={method!r}, workers={w}), start-up included"
+        return fn, case, (f"pixelmill.batch.run_batch(--op {op_spec}, engine={method!r}, workers={w}), "
+                          "start-up included")
     if method == "floor":
         how = {"serial": "in one process", "threads": f"ThreadPoolExecutor({w})",
                "processes": f"multiprocessing.Pool({w})"}[pool]
-        case = "decode+encode" + ("" if pool == "serial" else f":{pool}")
-        return (lambda: _pool_map(_floor_one, jobs(), w, pool)), case, (
+        rec_case = "decode+encode" + ("" if pool == "serial" else f":{pool}")
+        return (lambda: _pool_map(_floor_one, jobs(), w, pool)), rec_case, (
             f"pixelmill.io read_image + write_image, no operation, {how}")
+    gauss = op_spec != "invert"
+    desc = PEERS[method]["gaussian" if gauss else "invert"]
+    if gauss:
+        op = make_op(op_spec)
+        size = op.kernel.shape[0]
+        sigma = float(op_spec.split("sigma=")[1])
+        # Pillow's Kernel and libvips' conv correlate: give them the kernel as pixelmill correlates it.
+        weights = np.asarray(op.effective_kernel.weights, dtype=np.float64)
+        desc = desc.format(k=f"({size},{size})", sigma=f"{sigma:g}")
     if method == "cv2":
-        return (lambda: _pool_map(_cv2_one, jobs(), w)), "invert", PEERS["cv2"].replace("(N)", f"({w})")
+        return (lambda: _pool_map(_cv2_one, jobs((size, sigma) if gauss else None), w)), case, desc.replace(
+            "(N)", f"({w})")
     if method == "pillow":
-        return (lambda: _pool_map(_pillow_one, jobs(), w)), "invert", PEERS["pillow"].replace("(N)", f"({w})")
+        # ImageFilter.GaussianBlur is a box approximation, not this kernel: give Pillow the weights.
+        params = (size, weights.ravel().tolist()) if gauss else None
+        return (lambda: _pool_map(_pillow_one, jobs(params), w)), case, desc.replace("(N)", f"({w})")
     if method == "pyvips":
         import pyvips
 
         pyvips.concurrency_set(w)
-        return (lambda: _pyvips_all(jobs())), "invert", PEERS["pyvips"].replace("= N", f"= {w}")
+        rows = weights.tolist() if gauss else None
+        return (lambda: _pyvips_all(jobs(), rows)), case, desc.replace("= N", f"= {w}")
     raise ValueError(method)
+
+
+def _run_memory_baselines(spec: dict) -> list[Record]:
+    """The batch-memory target's two measurements: a fresh worker-like Python process's
+    resident memory (the per-process constant) and decoding the library's largest image."""
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+
+    import psutil
+
+    from ..io import read_image
+
+    modules = list(WORKER_MODULES) + (["numba"] if importlib.util.find_spec("numba") else [])
+    code = ("import importlib, json, sys\nfailed = []\n"
+            f"for m in {modules!r}:\n"
+            "    try:\n        importlib.import_module(m)\n"
+            "    except Exception as exc:\n        failed.append(f'{m}: {type(exc).__name__}: {exc}')\n"
+            "print(json.dumps(failed), flush=True)\nsys.stdin.read()\n")
+    # The child must import this very pixelmill, installed or not (as the bench's workers do).
+    src = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p))
+    times, rss, failed = [], [], []
+    for _ in range(max(1, spec["repeats"])):
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env=env, text=True)
+        try:
+            line = proc.stdout.readline()
+            times.append(time.perf_counter() - t0)
+            # Read while it waits, every import done: what a pool worker holds before its first image.
+            rss.append(psutil.Process(proc.pid).memory_info().rss / 2**20)
+            failed = json.loads(line) if line.strip() else ["the process printed nothing"]
+        finally:
+            proc.stdin.close()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    constant = Record(suite=NAME, method="python-process", kind="baseline", case="startup", size=0,
+                      size_unit="images", workers=None).set_times(times)
+    constant.peak_rss_mb = max(rss)
+    constant.set_check((len(failed), len(failed)), tolerance=0,
+                       reference="every module a batch worker imports was imported: " + ", ".join(modules))
+    constant.notes = (f"a fresh `{Path(sys.executable).name} -c 'import {', '.join(modules)}'`: start-up time and its "
+                      f"resident memory once imported ({', '.join(f'{v:.0f}' for v in rss)} MB; the largest is "
+                      "the per-process constant of the batch-memory target)"
+                      + (f"; failed: {'; '.join(failed)}" if failed else ""))
+    path = Path(spec["library"]) / spec["largest"]
+    m = measure(lambda: read_image(path).data, repeats=spec["repeats"], warmup=spec["warmup"],
+                budget_s=spec["budget_s"])
+    data = m.result
+    h, w = data.shape[:2]
+    largest = Record(suite=NAME, method="largest-image", kind="baseline", case="decode:largest", size=1,
+                     size_unit="images", workers=1)
+    apply_measurement(largest, m, megapixels=h * w / 1e6)
+    ref = _decode_upright(path)
+    err = (float("inf"), float("inf")) if ref.shape != data.shape else (
+        float(np.abs(ref.astype(np.int16) - data).max()), float(np.abs(ref.astype(np.int16) - data).mean()))
+    largest.set_check(err, tolerance=0, reference="Pillow's decode (upright, RGB)")
+    largest.notes = (f"pixelmill.io.read_image of the largest image, {spec['largest']}: {w} x {h} x "
+                     f"{data.shape[2] if data.ndim == 3 else 1}, {data.nbytes / 2**20:.1f} MB decoded")
+    m.result = None
+    return [constant, largest]
+
+
+def _decode_upright(path) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
 
 
 # -- analysis ------------------------------------------------------------------------------------------------------
 
 
+def _ok(records) -> list[Record]:
+    return [r for r in records if r.suite == NAME and r.status == "ok" and r.median_s]
+
+
 def best_floors(records) -> dict:
     """{workers: the fastest decode+encode record with that many workers}."""
     out: dict = {}
-    for r in records:
-        if r.suite == NAME and r.kind == "baseline" and r.status == "ok" and r.mp_per_s:
+    for r in _ok(records):
+        if r.method == "floor" and r.mp_per_s:
             if r.workers not in out or r.mp_per_s > out[r.workers].mp_per_s:
                 out[r.workers] = r
     return out
 
 
+def default_run(records, case: str) -> tuple[Record, str] | None:
+    """``(record, how it was chosen)`` for "the default ``pixelmill run``" of ``case``: the
+    ``auto`` engine when the run has it, otherwise the fastest engine."""
+    engines = [r for r in _ok(records) if r.kind == "engine" and r.case == case and r.mp_per_s]
+    if not engines:
+        return None
+    auto = next((r for r in engines if r.method == "auto"), None)
+    if auto:
+        return auto, "the default run, engine 'auto'"
+    best = max(engines, key=lambda r: r.mp_per_s)
+    return best, f"no 'auto' engine in this run: the fastest engine, {best.method}"
+
+
+def fastest_peer(records, case: str) -> Record | None:
+    """The fastest peer of ``case`` whose output passed its check."""
+    peers = [r for r in _ok(records) if r.kind == "peer" and r.case == case and r.mp_per_s and r.match]
+    return max(peers, key=lambda r: r.mp_per_s) if peers else None
+
+
+def memory_budget(records) -> dict | None:
+    """The batch-memory target for every engine record: bound = 2 x the largest decoded image
+    (H*W*3 bytes) + Python processes x the per-process constant, all in MB (2**20 bytes)."""
+    ok = _ok(records)
+    proc = next((r for r in ok if r.method == "python-process" and r.peak_rss_mb), None)
+    big = next((r for r in ok if r.method == "largest-image" and r.megapixels), None)
+    if proc is None or big is None:
+        return None
+    per, largest = proc.peak_rss_mb, big.megapixels * 1e6 * 3 / 2**20
+    rows = []
+    for r in ok:
+        if r.kind != "engine" or not r.peak_rss_mb:
+            continue
+        n = python_processes(r)
+        bound = 2 * largest + n * per
+        rows.append({"method": r.method, "case": r.case, "workers": r.workers, "processes": n,
+                     "peak_mb": r.peak_rss_mb, "bound_mb": bound, "ratio": r.peak_rss_mb / bound})
+    return {"per_process_mb": per, "largest_image_mb": largest, "largest_image_mp": big.megapixels,
+            "rows": rows, "worst": max(rows, key=lambda x: x["ratio"]) if rows else None,
+            "over": [x for x in rows if x["ratio"] > 1]}
+
+
+def _case_order(case: str) -> int:
+    if case.startswith("decode+encode"):
+        return 0
+    if case == "invert":
+        return 1
+    return 3 if case in ("startup", "decode:largest") else 2
+
+
+def _cases(records) -> list[str]:
+    return sorted({r.case for r in records if r.kind in ("engine", "peer") and r.case != "*"},
+                  key=lambda c: (_case_order(c), c))
+
+
 def analyse(records: list[Record], opts: dict) -> dict:
-    ok = [r for r in records if r.status == "ok" and r.mp_per_s]
-    result = {"conclusions": []}
+    ok = [r for r in _ok(records) if r.mp_per_s]
+    result: dict = {"conclusions": [], "cases": {}}
     floors = best_floors(records)
-    engines = [r for r in ok if r.kind == "engine"]
-    peers = [r for r in ok if r.kind == "peer"]
-    if engines:
-        best = max(engines, key=lambda r: r.mp_per_s)
-        result["best_engine"] = [best.method, best.workers, best.mp_per_s]
-        text = f"pixelmill's fastest batch is {best.method} at {best.mp_per_s:.1f} MP/s ({best.workers} worker{'s' if best.workers != 1 else ''})"
-        floor = floors.get(best.workers)
+    for case in _cases(records):
+        got = default_run(records, case)
+        if not got:
+            continue
+        rec, how = got
+        row = {"default": [rec.method, rec.workers, rec.mp_per_s], "how": how}
+        text = f"{case}: {how} runs at {rec.mp_per_s:.1f} MP/s ({rec.workers} worker{'s' if rec.workers != 1 else ''})"
+        floor = floors.get(rec.workers)
         if floor:
-            result["floor_ratio"] = best.mp_per_s / floor.mp_per_s
-            text += (f", {100 * result['floor_ratio']:.0f}% of the decode+encode floor with the same workers "
+            row["floor_ratio"] = rec.mp_per_s / floor.mp_per_s
+            text += (f", {100 * row['floor_ratio']:.0f}% of the decode+encode floor with the same workers "
                      f"({floor.mp_per_s:.1f} MP/s)")
+        peer = fastest_peer(records, case)
+        if peer:
+            row["peer"] = [peer.method, peer.workers, peer.mp_per_s]
+            row["peer_ratio"] = rec.mp_per_s / peer.mp_per_s
+            text += f"; the fastest peer is {peer.method} at {peer.mp_per_s:.1f} MP/s, {row['peer_ratio']:.2f}x of it"
+        result["cases"][case] = row
         result["conclusions"].append(text + ".")
-    if peers and engines:
-        bp = max(peers, key=lambda r: r.mp_per_s)
-        be = max(engines, key=lambda r: r.mp_per_s)
-        result["conclusions"].append(
-            f"The fastest peer is {bp.method} at {bp.mp_per_s:.1f} MP/s; pixelmill's best reaches "
-            f"{be.mp_per_s / bp.mp_per_s:.2f}x its throughput.")
+    engines = [r for r in ok if r.kind == "engine"]
+    if engines:
+        best = max(engines, key=lambda r: (r.case == "invert", r.mp_per_s))
+        result["best_engine"] = [best.method, best.workers, best.mp_per_s]
     if 1 in floors and len(floors) > 1:
         wmax = max(floors)
         how = floors[wmax].case.split(":")[-1]
         result["conclusions"].append(
             f"Decode+encode alone scales from {floors[1].mp_per_s:.1f} MP/s (1 worker) to "
             f"{floors[wmax].mp_per_s:.1f} MP/s ({wmax} {how}), {floors[wmax].mp_per_s / floors[1].mp_per_s:.2f}x.")
+    mem = memory_budget(records)
+    if mem:
+        result["memory"] = mem
+        text = (f"Memory: a fresh worker-like Python process holds {mem['per_process_mb']:.0f} MB and the largest "
+                f"image decodes to {mem['largest_image_mb']:.1f} MB ({mem['largest_image_mp']:.1f} MP x 3 bytes)")
+        if mem["worst"]:
+            w = mem["worst"]
+            text += (f"; the worst engine run, {w['method']} ({w['case']}), peaks at {w['peak_mb']:.0f} MB against "
+                     "a bound "
+                     f"of 2 x {mem['largest_image_mb']:.1f} + {w['processes']} x {mem['per_process_mb']:.0f} = "
+                     f"{w['bound_mb']:.0f} MB ({w['ratio']:.2f}x)")
+        if mem["over"]:
+            text += "; over the bound: " + ", ".join(
+                f"{x['method']}/{x['case']} ({x['ratio']:.2f}x)" for x in mem["over"])
+        elif mem["rows"]:
+            text += f"; all {len(mem['rows'])} engine runs stay within it"
+        result["conclusions"].append(text + ".")
     bad = [r for r in records if r.checked and not r.match]
     if bad:
-        result["conclusions"].append("Outputs that differ from pixelmill's reference beyond tolerance: "
-                                     + ", ".join(f"{r.method} (max {r.max_abs_err:g}, mean {r.mean_abs_err:.2f})" for r in bad) + ".")
+        result["conclusions"].append("Outputs that differ from pixelmill's reference beyond tolerance (or in chroma "
+                                     "subsampling): " + ", ".join(
+                                         f"{r.method}/{r.case} (max {r.max_abs_err:g}, mean {r.mean_abs_err:.2f})"
+                                         for r in bad) + ".")
+    elif any(r.checked for r in records):
+        result["conclusions"].append(
+            f"Every output keeps the reference's chroma subsampling at quality {QUALITY}; pixelmill's engines "
+            "match the "
+            f"numpy engine's outputs exactly and the peers' are within {PEER_TOLERANCE:g} grey levels on average.")
     return result
+
+
+def _label(r: Record) -> str:
+    workers = f"{r.workers} {'worker' if r.workers == 1 else 'workers'}"
+    if r.kind == "baseline":
+        pool = f"{r.case.split(':')[1]}, " if ":" in r.case else ""
+        return f"floor: decode+encode ({pool}{workers})"
+    if r.kind == "engine":
+        return f"pixelmill {r.method}{' (default run)' if r.method == 'auto' else ''} ({workers})"
+    return f"{r.method} ({workers})"
 
 
 def plot(records, analysis, path, opts) -> None:
     from ._plots import METHOD_STYLE, new_figure, save
 
-    ok = sorted((r for r in records if r.status == "ok" and r.mp_per_s), key=lambda r: r.mp_per_s)
-    fig, ax = new_figure(1, 1, width=11, height=max(4.0, 0.42 * len(ok) + 1.8))
-    labels, vals, colors, hatches = [], [], [], []
-    for r in ok:
-        who = {"engine": f"pixelmill {r.method}", "peer": r.method, "baseline": "floor: decode+encode"}[r.kind]
-        pool = f"{r.case.split(':')[1]}, " if r.kind == "baseline" and ":" in r.case else ""
-        labels.append(f"{who} ({pool}{r.workers} {'worker' if r.workers == 1 else 'workers'})")
-        vals.append(r.mp_per_s)
-        colors.append("#cccccc" if r.kind == "baseline" else METHOD_STYLE(r.method)["color"])
-        hatches.append({"engine": "", "peer": "//", "baseline": ".."}[r.kind])
-    bars = ax.barh(range(len(ok)), vals, color=colors, edgecolor="black", linewidth=0.4, hatch=hatches or None)
-    for bar, r in zip(bars, ok):
-        # Throughput spread from the fastest and slowest runs.
-        lo, hi = r.megapixels / r.max_s, r.megapixels / r.min_s
-        ax.plot([lo, hi], [bar.get_y() + bar.get_height() / 2] * 2, color="black", linewidth=1)
-        mark = "" if (r.checked and r.match) else ("  MISMATCH" if r.checked else "  unchecked")
-        ax.annotate(f"  {r.mp_per_s:.1f}{mark}", (max(hi, bar.get_width()), bar.get_y() + bar.get_height() / 2),
-                    va="center", fontsize=8, color="red" if mark else "black")
-    for w, r in best_floors(records).items():
-        ax.axvline(r.mp_per_s, color="black", linestyle="--", linewidth=0.8)
-        ax.annotate(f"floor, {w} worker{'s' if w > 1 else ''} ", (r.mp_per_s, 0.0), xycoords=("data", "axes fraction"),
-                    rotation=90, va="bottom", ha="right", fontsize=7.5)
-    ax.set_yticks(range(len(ok)))
-    ax.set_yticklabels(labels, fontsize=9)
-    if vals:
-        ax.set_xlim(0, max(vals) * 1.25)
+    ok = [r for r in _ok(records) if r.mp_per_s and r.method not in MEMORY_METHODS]
+    floors = [r for r in ok if r.method == "floor"]
+    cases = _cases(ok) or ["invert"]
+    panels = [(case, sorted([r for r in ok if r.case == case] + floors, key=lambda r: r.mp_per_s)) for case in cases]
+    heights = [max(2.6, 0.36 * len(rows) + 1.4) for _, rows in panels]
+    fig, axes = new_figure(len(panels), 1, width=11, height=sum(heights) + 0.6)
+    axes = axes if isinstance(axes, list) else [axes]
+    top = max((r.megapixels / r.min_s for r in ok), default=1.0)
     n = next((int(r.size) for r in ok if r.size), 0)
     mp = next((r.megapixels for r in ok if r.megapixels), 0)
-    ax.set_title(f"Batch: decode, invert, encode {n} JPEGs ({mp:.1f} MP) — higher is better")
-    ax.set_xlabel("throughput (megapixels per second, at the median run; line = fastest..slowest run)")
-    fig.text(0.01, 0.005, "Dashed lines: the decode+encode floor (no operation; the faster pool per worker count). "
-             "Hatched: other libraries.",
-             fontsize=8, style="italic")
-    save(fig, path)
+    for ax, (case, rows) in zip(axes, panels):
+        colors = ["#cccccc" if r.kind == "baseline" else METHOD_STYLE(r.method)["color"] for r in rows]
+        hatches = [{"engine": "", "peer": "//", "baseline": ".."}[r.kind] for r in rows]
+        bars = ax.barh(range(len(rows)), [r.mp_per_s for r in rows], color=colors, edgecolor="black", linewidth=0.4,
+                       hatch=hatches or None)
+        for bar, r in zip(bars, rows):
+            # Throughput spread from the fastest and slowest runs.
+            lo, hi = r.megapixels / r.max_s, r.megapixels / r.min_s
+            y = bar.get_y() + bar.get_height() / 2
+            ax.plot([lo, hi], [y, y], color="black", linewidth=1)
+            mark = "" if (r.checked and r.match) else ("  MISMATCH" if r.checked else "  unchecked")
+            ax.annotate(f"{r.mp_per_s:.1f}{mark}", (max(hi, bar.get_width()), y), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize=8, color="red" if mark else "black")
+        for w, r in best_floors(records).items():
+            ax.axvline(r.mp_per_s, color="black", linestyle="--", linewidth=0.8)
+            ax.annotate(f"floor, {w} worker{'s' if w > 1 else ''} ", (r.mp_per_s, 0.0),
+                        xycoords=("data", "axes fraction"), rotation=90, va="bottom", ha="right", fontsize=7.5)
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels([_label(r) for r in rows], fontsize=8.5)
+        ax.set_xlim(0, top * 1.22)
+        what = "invert" if case == "invert" else f"{case} (Gaussian, clip to uint8)"
+        ax.set_title(f"{what}: decode, operate, encode {n} JPEGs ({mp:.1f} MP) — higher is better", fontsize=10)
+        ax.set_xlabel("throughput (megapixels per second at the median run; line = fastest..slowest run)", fontsize=8.5)
+    fig.text(0.01, 0.005, "Dashed lines and dotted grey bars: the decode+encode floor (no operation; the faster pool "
+             "per worker count), the same in every panel. Hatched: other libraries.", fontsize=8, style="italic")
+    save(fig, path, bottom=0.03 if len(panels) > 1 else 0.05)
 
 
 def table(records, analysis, opts) -> str:
     from ._report import md_table
 
+    mem = (analysis or {}).get("memory") or memory_budget(records)
+    bounds = {}
+    if mem:
+        for x in mem["rows"]:
+            bounds[(x["method"], x["case"], x["workers"])] = x
     rows = []
-    for r in sorted((r for r in records if r.status == "ok"), key=lambda r: -(r.mp_per_s or 0)):
-        rows.append([r.method, r.kind, r.workers, r.case, f"{r.median_s:.3f}", f"{r.iqr_s:.3f}",
-                     f"{r.mp_per_s:.1f}" if r.mp_per_s else "", f"{r.peak_rss_mb:.0f}" if r.peak_rss_mb else "",
+    ok = [r for r in records if r.status == "ok"]
+    for r in sorted(ok, key=lambda r: (_case_order(r.case), r.case, -(r.mp_per_s or 0))):
+        b = bounds.get((r.method, r.case, r.workers)) if r.kind == "engine" else None
+        rows.append([r.case, r.method, r.kind, r.workers if r.workers is not None else "", f"{r.median_s:.3f}",
+                     f"{r.iqr_s:.3f}", f"{r.mp_per_s:.1f}" if r.mp_per_s else "",
+                     f"{r.peak_rss_mb:.0f}" if r.peak_rss_mb else "",
+                     f"{b['bound_mb']:.0f} ({b['processes']} proc., {b['ratio']:.2f}x)" if b else "",
                      (("ok" if r.match else "MISMATCH") + f" (max {r.max_abs_err:g}, mean {r.mean_abs_err:.3f}; "
                       f"tol {r.tolerance:g} on {r.tolerance_on.replace('_abs_err', '')})") if r.checked else "not checked",
                      r.notes])
-    return md_table(["method", "kind", "workers", "case", "median s", "IQR s", "MP/s", "peak RSS MB", "check", "how"], rows)
+    head = ""
+    if mem:
+        head = (f"Memory bound per engine run: 2 x {mem['largest_image_mb']:.1f} MB (the largest decoded image) + "
+                f"Python processes x {mem['per_process_mb']:.0f} MB (a fresh worker-like process, measured in this "
+                "run)."
+                "\n\n")
+    return head + md_table(["case", "method", "kind", "workers", "median s", "IQR s", "MP/s", "peak RSS MB",
+                            "RSS bound MB", "check", "how"], rows)
