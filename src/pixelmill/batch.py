@@ -23,7 +23,7 @@ from . import __version__
 from ._validation import check_border, check_cval, check_policy
 from .engines import ENGINES, get_engine_class, make_engine, usable_cores
 from .errors import InvalidImageError, InvalidParameterError, PixelmillError, UnsafeOutputError
-from .io import EXTENSION_FORMATS, atomic_write, is_image_path, read_image, write_image
+from .io import EXTENSION_FORMATS, atomic_write, is_image_path, make_durable, read_image, write_image
 from .ops import Filter, Operation, to_dtype
 
 __all__ = ["RunSettings", "BatchResult", "run_batch", "discover", "MANIFEST_NAME", "JOURNAL_NAME"]
@@ -260,7 +260,8 @@ def run_task(task: Task, outdir: str) -> list[dict]:
         try:
             t2 = time.perf_counter()
             fmt = s.format or EXTENSION_FORMATS.get(Path(step.output).suffix.lower())
-            write_image(step.output, result, format=fmt, quality=s.quality, like=image)
+            # Durable at the end of the batch (run_batch), not file by file.
+            write_image(step.output, result, format=fmt, quality=s.quality, like=image, durable=False)
             timings["encode"] = round(time.perf_counter() - t2, 6)
             rec = _record(task.input, step, outdir, "done", None, timings=timings, pixels=pixels)
             rec["size"] = os.stat(step.output).st_size
@@ -465,6 +466,9 @@ def run_batch(inputs, outdir, settings: RunSettings, *, progress=None) -> BatchR
                 done_tasks += 1
                 if progress:
                     progress(done_tasks, len(tasks), megapixels)
+        # Every output and the journal on disk before the batch says it is done.
+        make_durable([outdir / r["output"] for r in result.items if r["status"] == "done" and r.get("output")]
+                     + [outdir / JOURNAL_NAME])
     finally:
         close_inner_engines()
     result.seconds = time.perf_counter() - started

@@ -199,8 +199,17 @@ def _floor_one(job):
     from ..io import read_image, write_image
 
     src, dst, q = job[:3]
-    write_image(dst, read_image(src), quality=q)  # keeps the input's subsampling, as run_batch does
+    # Keeps the input's subsampling and, like run_batch, leaves the fsync to the end (_floor_all).
+    write_image(dst, read_image(src), quality=q, durable=False)
     return dst
+
+
+def _floor_all(jobs, workers, pool):
+    from ..io import make_durable
+
+    done = _pool_map(_floor_one, jobs, workers, pool)
+    make_durable(done)
+    return done
 
 
 def _pool_map(fn, jobs, workers, pool="processes"):
@@ -464,8 +473,8 @@ def _runner(method, kind, w, lib, state, names, spec, pool=None):
         how = {"serial": "in one process", "threads": f"ThreadPoolExecutor({w})",
                "processes": f"multiprocessing.Pool({w})"}[pool]
         rec_case = "decode+encode" + ("" if pool == "serial" else f":{pool}")
-        return (lambda: _pool_map(_floor_one, jobs(), w, pool)), rec_case, (
-            f"pixelmill.io read_image + write_image, no operation, {how}")
+        return (lambda: _floor_all(jobs(), w, pool)), rec_case, (
+            f"pixelmill.io read_image + write_image (fsync'ed at the end, as run_batch does), no operation, {how}")
     gauss = op_spec != "invert"
     desc = PEERS[method]["gaussian" if gauss else "invert"]
     if gauss:
