@@ -11,8 +11,8 @@ from ._base import Engine
 
 __all__ = ["AutoEngine", "plan_batch", "POOL_PAYS_OFF_S"]
 
-#: An item of :meth:`AutoEngine.map` that takes at least this long is worth sending to a pool.
-POOL_PAYS_OFF_S = 2e-3
+#: Once :meth:`AutoEngine.map`'s items have taken this long one after the other, the rest go to a pool.
+POOL_PAYS_OFF_S = 5e-4
 
 
 class AutoEngine(Engine):
@@ -115,22 +115,23 @@ class AutoEngine(Engine):
         """Whole items on a thread pool (``fn`` is NumPy work that releases the GIL, or I/O),
         unless they are too small for a pool to pay off.
 
-        What ``fn`` costs is not known in advance, so the first item runs here and is timed:
-        items that take less than :data:`POOL_PAYS_OFF_S` (a pool's per-item overhead is
-        tens of microseconds) run one after the other.
+        What ``fn`` costs is not known in advance, so items run here, timed, until they have
+        taken :data:`POOL_PAYS_OFF_S` in all (a pool costs tens of microseconds per item); the
+        rest then go to the pool. A few tiny items never start one.
         """
         items = list(items)
-        if not items:
-            return
-        t0 = time.perf_counter()
-        yield fn(items[0])
-        rest = items[1:]
-        if self.workers > 1 and len(rest) > 1 and time.perf_counter() - t0 >= POOL_PAYS_OFF_S:
+        spent, k = 0.0, 0
+        while k < len(items) and (spent < POOL_PAYS_OFF_S or self.workers == 1):
+            t0 = time.perf_counter()
+            yield fn(items[k])
+            spent += time.perf_counter() - t0
+            k += 1
+        rest = items[k:]
+        if len(rest) > 1:
             engine = self._delegate(_cal.Candidate("threads", min(self.workers, len(rest))), (1, 1), 1)
             yield from engine.map(fn, rest)
-        else:
-            for item in rest:
-                yield fn(item)
+        elif rest:
+            yield fn(rest[0])
 
     def close(self) -> None:
         while self._engines:
