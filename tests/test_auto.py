@@ -129,7 +129,10 @@ def _slow_square(x):
 def test_map_uses_a_pool_only_for_items_worth_it():
     cal = _table({"numpy:1:0": [0.001, 0.010, 0.100]})
     with AutoEngine(workers=2, calibration=cal) as eng:
-        assert sorted(eng.map(lambda x: x + 1, range(20))) == list(range(1, 21))
-        assert not eng._engines  # microsecond items: one after the other
+        assert sorted(eng.map(lambda x: x + 1, range(7))) == list(range(1, 8))
+        assert not eng._engines  # a few microsecond items: one after the other
         assert sorted(eng.map(_slow_square, range(6))) == [x * x for x in range(6)]
-        assert ("threads", 2) in eng._engines
+        assert ("threads", 2) in eng._engines  # slow ones: the first here, the rest on the pool
+    with AutoEngine(workers=2, calibration=cal) as eng:
+        assert sorted(eng.map(lambda x: x + 1, range(8))) == list(range(1, 9))
+        assert ("threads", 2) in eng._engines  # four items per worker: all on the pool

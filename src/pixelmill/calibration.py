@@ -48,9 +48,11 @@ SIZES_MP = (0.02, 0.25, 2.0, 8.0)
 PRUNE_FACTOR = 4.0
 #: Tile sizes tried for the ``threads`` engine, in bytes of output per tile.
 TILE_BYTES = (1 << 20, 4 << 20)
-#: Each candidate runs until this much time or :data:`MAX_RUNS` runs; the fastest run counts.
-RUN_BUDGET_S = 0.15
+#: Each candidate runs until this much time or :data:`MAX_RUNS` runs, in each of
+#: :data:`ROUNDS` rounds; the fastest run counts.
+RUN_BUDGET_S = 0.1
 MIN_RUNS, MAX_RUNS = 3, 15
+ROUNDS = 2
 
 
 @dataclass(frozen=True)
@@ -249,16 +251,25 @@ def calibrate(*, sizes_mp=SIZES_MP, classes=WORK_CLASSES, notify=None, save: boo
             rows = {c: [] for c in candidates(machine["cores"], machine["engines"])}
             for i, (mp, image) in enumerate(zip(sizes, images)):
                 best = min((r[-1] for r in rows.values() if r), default=math.inf)
+                timed = {}
                 for cand, row in rows.items():
                     if row and row[-1] > PRUNE_FACTOR * best:
                         row.append(row[-1] * mp / sizes[i - 1])
-                        continue
-                    if cand not in engines:
-                        engines[cand] = make_engine(cand.engine, cand.workers)
-                    engine = engines[cand]
-                    engine.tile_shape = cand.tile_shape(image.shape, op.out_dtype(image.dtype).itemsize)
-                    # A new output per run, as a caller gets: its page faults are part of the cost.
-                    row.append(_fastest_run(lambda: engine.run(op, image)))
+                    else:
+                        timed[cand] = math.inf
+                # Rounds over all candidates in turn, keeping each one's fastest: a disturbance
+                # from elsewhere on the machine then spoils one round of one candidate, not the
+                # ranking.
+                for _ in range(ROUNDS):
+                    for cand in timed:
+                        if cand not in engines:
+                            engines[cand] = make_engine(cand.engine, cand.workers)
+                        engine = engines[cand]
+                        engine.tile_shape = cand.tile_shape(image.shape, op.out_dtype(image.dtype).itemsize)
+                        # A new output per run, as a caller gets: its page faults are part of the cost.
+                        timed[cand] = min(timed[cand], _fastest_run(lambda: engine.run(op, image)))
+                for cand, t in timed.items():
+                    rows[cand].append(t)
             times[cls] = {c.key: row for c, row in rows.items()}
     finally:
         for engine in engines.values():

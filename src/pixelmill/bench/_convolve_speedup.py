@@ -60,11 +60,13 @@ def run_method(spec: dict) -> list[Record]:
             with make_engine(spec["method"], w) as engine:
                 m = measure(lambda: engine.run(op, image, border=BORDER), repeats=spec["repeats"],
                             warmup=spec["warmup"], budget_s=spec["budget_s"])
+                chose = getattr(engine, "last_choice", None)
             rec = Record(suite=NAME, method=spec["method"], kind="engine", case=op.label, size=spec["mp"],
                          size_unit="MP", workers=w)
             apply_measurement(rec, m, megapixels=spec["mp"])
             rec.set_check(max_mean_abs(m.result, reference), tolerance=ref["tolerance"], reference=ref["name"])
-            rec.notes = "Engine.run on the whole image; warm-up run includes pool start-up/JIT (warmup_s)"
+            rec.notes = ("Engine.run on the whole image; warm-up run includes pool start-up/JIT (warmup_s)"
+                         + (f"; auto ran {chose.label}" if chose else ""))
             m.result = None
             records.append(rec)
     return records

@@ -312,7 +312,9 @@ def _measure_pixelmill(spec, engine_name, op_spec, image, workers):
     with make_engine(engine_name, workers) as engine:
         m = measure(lambda: uint8_result(engine.run(op, image, border=BORDER), op_spec), repeats=spec["repeats"],
                     warmup=spec["warmup"], budget_s=spec["budget_s"])
-    return m, 0, "pixelmill Engine.run with the default policy (uint8 out), a new output array per run"
+        chose = getattr(engine, "last_choice", None)
+    return m, 0, ("pixelmill Engine.run with the default policy (uint8 out), a new output array per run"
+                  + (f"; auto ran {chose.label}" if chose else ""))
 
 
 # -- analysis ----------------------------------------------------------------------------------------------------

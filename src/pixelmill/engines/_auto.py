@@ -36,7 +36,7 @@ class AutoEngine(Engine):
     Attributes
     ----------
     last_choice : Candidate or None
-        What the latest call ran on (the CLI and the benchmark report it).
+        What the latest call ran on.
 
     Examples
     --------
@@ -115,12 +115,16 @@ class AutoEngine(Engine):
         """Whole items on a thread pool (``fn`` is NumPy work that releases the GIL, or I/O),
         unless they are too small for a pool to pay off.
 
-        What ``fn`` costs is not known in advance, so items run here, timed, until they have
-        taken :data:`POOL_PAYS_OFF_S` in all (a pool costs tens of microseconds per item); the
-        rest then go to the pool. A few tiny items never start one.
+        What ``fn`` costs is not known in advance. With at least four items per worker the
+        pool's cost (tens of microseconds per item) is small beside any real image work, so
+        they all go to it; fewer items run here, timed, until they have taken
+        :data:`POOL_PAYS_OFF_S` in all, and only the rest go to the pool. A few tiny items
+        never start one.
         """
         items = list(items)
         spent, k = 0.0, 0
+        if len(items) >= 4 * self.workers:
+            spent = POOL_PAYS_OFF_S
         while k < len(items) and (spent < POOL_PAYS_OFF_S or self.workers == 1):
             t0 = time.perf_counter()
             yield fn(items[k])
