@@ -1302,34 +1302,27 @@ def atomic_write(path, encode, *, durable: bool = True) -> None:
 def make_durable(paths) -> None:
     """fsync each file of ``paths`` and each folder holding them, once: what
     :func:`atomic_write` skips with ``durable=False``. Files that are gone are skipped."""
-    folders = set()
-    for path in paths:
-        path = Path(path)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-        folders.add(path.parent)
+    folders = {Path(path).parent for path in paths if _fsync(path)}
     for folder in folders:
         _fsync_dir(folder)
 
 
 def _fsync_dir(folder: Path) -> None:
     # Make the rename itself durable (POSIX); not possible on Windows, and not fatal.
+    _fsync(folder)
+
+
+def _fsync(path) -> bool:
+    """fsync a file or folder by path; False when it cannot be opened (gone, or Windows)."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return
+        return False
     try:
         os.fsync(fd)
     except OSError:
         pass
     finally:
         os.close(fd)
+    return True
 
