@@ -176,9 +176,13 @@ def _auto_vs_best(records, analyses, opts):
     pairs.sort(key=lambda p: -p[0])
     ratio, a, best = pairs[0]
     within = sum(p[0] <= 1.10 for p in pairs)
+    same = f"auto ran {best.method} ({best.workers} worker" in (a.notes or "")
+    fastest = max(p[1].min_s / p[2].min_s for p in pairs)
     return ratio, (f"{within} of {len(pairs)} comparisons within 10%; worst: {a.suite} {a.case} at size {a.size:g} "
                    f"({a.workers} workers): auto {a.median_s * 1e3:.1f} ms vs {best.method} ({best.workers}) "
-                   f"{best.median_s * 1e3:.1f} ms (medians)")
+                   f"{best.median_s * 1e3:.1f} ms (medians)"
+                   + ("; auto ran that same engine there, so the gap is run-to-run noise" if same else "")
+                   + f"; on the fastest runs instead of medians the worst ratio is {fastest:.2f}")
 
 
 def _not_built(what):
