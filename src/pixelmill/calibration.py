@@ -229,9 +229,11 @@ def calibrate(*, sizes_mp=SIZES_MP, classes=WORK_CLASSES, notify=None, save: boo
     Parameters
     ----------
     sizes_mp : sequence of float
-        Image sizes in megapixels (increasing).
+        Image sizes in megapixels.
+    classes : sequence of str
+        Kinds of work to time (:data:`WORK_CLASSES`).
     notify : callable, optional
-        Called with one line of text per candidate, for progress.
+        Called with one line of text per kind of work, for progress.
     save : bool
         Write the cache file (atomically).
     """
