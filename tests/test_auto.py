@@ -136,3 +136,22 @@ def test_map_uses_a_pool_only_for_items_worth_it():
     with AutoEngine(workers=2, calibration=cal) as eng:
         assert sorted(eng.map(lambda x: x + 1, range(8))) == list(range(1, 9))
         assert ("threads", 2) in eng._engines  # four items per worker: all on the pool
+
+
+def test_the_manifest_says_how_auto_ran_the_batch(tmp_path, rng):
+    from PIL import Image
+
+    from pixelmill.batch import RunSettings, run_batch
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for k in range(5):
+        Image.fromarray(random_image(rng, (24, 31, 3), np.uint8)).save(lib / f"im{k}.png")
+    ops = (Filter(kernels.gaussian(5, 1.0)),)
+    result = run_batch([str(lib)], str(tmp_path / "out"), RunSettings(ops=ops, engine="auto", workers=2))
+    assert result.count("done") == 5
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    across, across_workers, inner, inner_workers = plan_batch(ops, n_images=5, workers=2)
+    assert manifest["schedule"] == {"across_images": {"engine": across, "workers": across_workers},
+                                    "within_image": {"engine": inner, "workers": inner_workers}}
+    assert manifest["schedule"]["across_images"]["workers"] == 2  # five images keep two workers busy

@@ -86,6 +86,8 @@ class BatchResult:
     items: list[dict] = field(default_factory=list)
     ignored: int = 0
     seconds: float = 0.0
+    #: How the work ran: across-images engine and workers, within-image engine and workers.
+    schedule: dict = field(default_factory=dict)
 
     def count(self, status: str) -> int:
         return sum(1 for item in self.items if item["status"] == status)
@@ -426,6 +428,8 @@ def run_batch(inputs, outdir, settings: RunSettings, *, progress=None) -> BatchR
     tasks: list[Task] = []
     claimed: dict[str, str] = {}
     across, across_workers, inner, inner_workers = _plan_schedule(s, len(files))
+    result.schedule = {"across_images": {"engine": across, "workers": across_workers},
+                       "within_image": {"engine": inner, "workers": inner_workers}}
     for path, rel in files:
         signature = _input_signature(path)
         steps = []
@@ -489,6 +493,7 @@ def write_manifest(result: BatchResult, s: RunSettings) -> Path:
             "engine": s.engine, "workers": s.workers, "border": s.border, "cval": s.cval,
             "policy": s.policy, "format": s.format, "quality": s.quality,
         },
+        "schedule": result.schedule,
         "summary": result.summary,
         "items": items,
     }
