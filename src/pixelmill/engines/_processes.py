@@ -16,8 +16,8 @@ import signal
 import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from multiprocessing import get_context, shared_memory
 
 import numpy as np
@@ -392,8 +392,12 @@ class ProcessesEngine(Engine):
     def _run_jobs(self, inputs: list[np.ndarray], jobs: list[_Job]) -> list[np.ndarray]:
         """Compute every job; returns their results in order (a job without ``out`` gets the
         shared output segment itself as its result)."""
-        results = [job.out if job.out is not None else np.empty(job.shape, job.dtype) for job in jobs]
-        pending = [k for k, job in enumerate(jobs) if results[k].size]
+        results = [job.out for job in jobs]
+        pending = [k for k, job in enumerate(jobs) if np.prod(job.shape, dtype=np.int64)]
+        for k, job in enumerate(jobs):
+            # Shared outputs become results only on the pool's path, and only when not empty.
+            if results[k] is None and (self.workers == 1 or k not in pending):
+                results[k] = np.empty(job.shape, job.dtype)
         if not pending:
             return results
         if self.workers == 1:
@@ -403,7 +407,8 @@ class ProcessesEngine(Engine):
                 padded = window(inputs[i], dr, dc, op.halo, out.shape)
                 compute_tiles(op, padded, out, self.tiles_for(out.shape, out.dtype.itemsize), self.flavour)
             return results
-        _check_room(sum(a.nbytes for a in inputs) + sum(results[k].nbytes for k in pending))
+        nbytes = [int(np.prod(jobs[k].shape, dtype=np.int64)) * np.dtype(jobs[k].dtype).itemsize for k in pending]
+        _check_room(sum(a.nbytes for a in inputs) + sum(nbytes))
         segments = _Segments()
         shared_outs: list[np.ndarray] = []
         try:
@@ -418,11 +423,11 @@ class ProcessesEngine(Engine):
             targets = []
             try:
                 for k in pending:
-                    op, (i, dr, dc), out = jobs[k].op, jobs[k].placement, results[k]
-                    view, target = segments.new(out.shape, out.dtype)
+                    op, (i, dr, dc), shape, dtype = jobs[k].op, jobs[k].placement, jobs[k].shape, np.dtype(jobs[k].dtype)
+                    view, target = segments.new(shape, dtype)
                     shared_outs.append(view)
                     targets.append(target)
-                    tiles = [(t.r0, t.r1, t.c0, t.c1) for t in self.tiles_for(out.shape, out.dtype.itemsize)]
+                    tiles = [(t.r0, t.r1, t.c0, t.c1) for t in self.tiles_for(shape, dtype.itemsize)]
                     for chunk in chunked(tiles, TASKS_PER_WORKER * self.workers):
                         futures.append(
                             pool.submit(_run_shared_tiles, op, sources[i], (dr, dc), target, chunk, self.flavour)
