@@ -386,14 +386,14 @@ def test_batch_targets_judge_the_default_run():
     assert rows["batch-memory"]["status"] == "not measured"
 
 
-def test_process_counter_sees_pool_workers():
+def test_memory_probe_counts_pool_workers():
     import multiprocessing
     import time as _time
 
-    from pixelmill.bench._batch import ProcessCounter
+    from pixelmill.bench._harness import MemoryProbe
 
-    with ProcessCounter() as before:
+    with MemoryProbe() as before:
         _time.sleep(0.1)
-    with ProcessCounter() as counted, multiprocessing.get_context("fork").Pool(2) as pool:
+    with MemoryProbe() as counted, multiprocessing.get_context("fork").Pool(2) as pool:
         pool.map(_time.sleep, [0.15, 0.15])
-    assert counted.most - before.most >= 2
+    assert counted.most_processes - before.most_processes >= 2

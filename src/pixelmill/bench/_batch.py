@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -73,8 +72,6 @@ PEER_TOLERANCE = 2.0    # mean absolute difference: another JPEG encoder, not an
 SUBSAMPLING = {-1: "unknown", 0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
 #: What a batch worker process imports; its resident memory is the per-process constant.
 WORKER_MODULES = ("numpy", "PIL.Image", "simplejpeg", "pixelmill", "pixelmill.io", "pixelmill.batch")
-#: Processes that multiprocessing and loky start beside the workers (not counted as processes).
-HELPER_MARKERS = ("resource_tracker", "forkserver", "semaphore_tracker")
 MEMORY_METHODS = ("python-process", "largest-image")
 
 
@@ -240,79 +237,6 @@ def _pyvips_all(jobs, mask_rows=None):
     return [j[1] for j in jobs]
 
 
-# -- counting the run's processes ------------------------------------------------------------------------------
-
-
-class ProcessCounter:
-    """The most processes of this run alive at once while the block runs: this one plus its
-    descendants, less multiprocessing's and loky's helpers (resource trackers, fork servers).
-
-    Sampled every ``interval`` seconds (like the memory probe's child sampling), so a worker
-    that lives for less than that may be missed; the pools timed here live for a whole batch.
-    """
-
-    def __init__(self, interval: float = 0.02):
-        self.interval = interval
-        self.most = 1
-
-    def _is_helper(self, pid: int) -> bool | None:
-        if pid in self._kinds:
-            return self._kinds[pid]
-        try:
-            import psutil
-
-            cmd = " ".join(psutil.Process(pid).cmdline())
-        except Exception:  # noqa: BLE001 - gone already
-            return None
-        if not cmd:
-            return None
-        if cmd == self._own_cmd and pid not in self._forked:
-            # A fork that may not have exec'd yet (a helper about to start, say): undecided until a
-            # later sample; one still like this then is a forked worker (multiprocessing's "fork").
-            self._forked.add(pid)
-            return None
-        self._kinds[pid] = any(m in cmd for m in HELPER_MARKERS)
-        return self._kinds[pid]
-
-    def _sample(self) -> None:
-        from ._harness import _proc_children
-
-        pids = _proc_children(self._pid)
-        if pids is None:
-            try:
-                pids = [p.pid for p in self._proc.children(recursive=True)]
-            except Exception:  # noqa: BLE001
-                pids = []
-        alive = sum(1 for pid in pids if self._is_helper(pid) is False)
-        self.most = max(self.most, 1 + alive)
-
-    def _loop(self):
-        while not self._stop.wait(self.interval):
-            self._sample()
-
-    def __enter__(self):
-        import psutil
-
-        self._pid = os.getpid()
-        self._proc = psutil.Process()
-        try:
-            self._own_cmd = " ".join(self._proc.cmdline())
-        except Exception:  # noqa: BLE001
-            self._own_cmd = ""
-        self._kinds: dict[int, bool] = {}
-        self._forked: set[int] = set()
-        self._sample()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="pixelmill-bench-processes", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        return False
-
-
 _PROCESSES_NOTE = re.compile(r"(\d+) Python process")
 
 
@@ -420,8 +344,7 @@ def run_method(spec: dict) -> list[Record]:
             state["dir"].mkdir(parents=True)
 
         fn, rec_case, note = _runner(method, kind, w, lib, state, names, spec, pool)
-        with ProcessCounter() as procs:
-            m = measure(fn, repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"], setup=setup)
+        m = measure(fn, repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"], setup=setup)
         rec = Record(suite=NAME, method=method, kind=kind, case=rec_case, size=spec["images"], size_unit="images",
                      workers=w, notes=note)
         apply_measurement(rec, m, megapixels=spec["mp"])
@@ -440,7 +363,7 @@ def run_method(spec: dict) -> list[Record]:
             # Another subsampling is another (cheaper or dearer) encode: not the same job.
             rec.match = False
             rec.notes += f"; {c['other_subsampling']} of {len(names)} outputs have another chroma subsampling"
-        rec.notes += f"; output bytes {c['bytes_ratio']:.2f}x the reference's; {_processes_note(procs.most)}"
+        rec.notes += f"; output bytes {c['bytes_ratio']:.2f}x the reference's; {_processes_note(m.processes)}"
         records.append(rec)
         shutil.rmtree(outroot, ignore_errors=True)
     return records

@@ -237,48 +237,82 @@ def _proc_children(pid: int) -> list[int] | None:
     return found
 
 
-class MemoryProbe:
-    """Peak resident memory of this process plus its children while the block runs.
+#: Processes that multiprocessing and loky start beside the workers: in the memory peak, but
+#: not counted as the run's processes.
+HELPER_MARKERS = ("resource_tracker", "forkserver", "semaphore_tracker")
+#: How often the memory probe looks for child processes (they are read every sample).
+KIDS_REFRESH_S = 0.02
 
-    See :data:`MEMORY_METHOD`. ``peak_mb`` and ``before_mb`` are set on exit. On Linux the
-    samples read ``/proc`` directly (tens of microseconds), elsewhere psutil; either way the
-    sampling thread wakes every ``interval`` seconds and finding child processes is refreshed
-    at most every 0.1 s, so its effect on the timings stays small.
+
+class MemoryProbe:
+    """Peak resident memory of this process plus its children while the block runs, and the
+    most processes of the run alive at once.
+
+    See :data:`MEMORY_METHOD`. ``peak_mb``, ``before_mb`` and ``most_processes`` are set on
+    exit. On Linux the samples read ``/proc`` directly (tens of microseconds), elsewhere psutil;
+    either way the sampling thread wakes every ``interval`` seconds and finding child processes
+    is refreshed at most every :data:`KIDS_REFRESH_S`, so its effect on the timings stays small.
+    ``most_processes`` counts this process and its descendants less multiprocessing's and loky's
+    helpers (:data:`HELPER_MARKERS`), as seen at those refreshes: a worker living for less than
+    that may be missed; the pools timed here live for a whole run of the measured function.
     """
 
     def __init__(self, interval: float = 0.005):
         self.interval = interval
         self.peak_mb: float | None = None
         self.before_mb: float | None = None
+        self.most_processes = 1
 
     def _refresh_kids(self):
         pids = _proc_children(self._pid) if self._linux else None
-        if pids is not None:
-            self._kids = pids
-            return
+        if pids is None:
+            try:
+                pids = [p.pid for p in self._proc.children(recursive=True)]
+            except Exception:  # noqa: BLE001 - a vanished process is not an error here
+                pids = []
+        self._kids = pids
+        workers = sum(1 for pid in pids if self._is_helper(pid) is False)
+        self.most_processes = max(self.most_processes, 1 + workers)
+
+    def _is_helper(self, pid: int) -> bool | None:
+        """True for a multiprocessing/loky helper, False for a worker, None while undecided."""
+        if pid in self._kinds:
+            return self._kinds[pid]
         try:
-            self._kids = self._proc.children(recursive=True)
-        except Exception:  # noqa: BLE001 - a vanished process is not an error here
-            self._kids = []
+            import psutil
+
+            cmd = " ".join(psutil.Process(pid).cmdline())
+        except Exception:  # noqa: BLE001 - gone already
+            return None
+        if not cmd:
+            return None
+        if cmd == self._own_cmd and pid not in self._forked:
+            # A fork that may not have exec'd yet (a helper about to start, say): undecided until a
+            # later refresh; one still like this then is a forked worker (multiprocessing's "fork").
+            self._forked.add(pid)
+            return None
+        self._kinds[pid] = any(m in cmd for m in HELPER_MARKERS)
+        return self._kinds[pid]
 
     def _sample(self) -> tuple[int, int]:
         now = time.perf_counter()
-        if now - self._kids_at > 0.1:
+        if now - self._kids_at > KIDS_REFRESH_S:
             self._refresh_kids()
             self._kids_at = now
         own = _proc_rss(self._pid) if self._linux else None
         if own is None:
             own = self._proc.memory_info().rss
-        kids = 0
-        for kid in self._kids:
-            if isinstance(kid, int):
-                kids += _proc_rss(kid) or 0
-            else:
-                try:
-                    kids += kid.memory_info().rss
-                except Exception:  # noqa: BLE001
-                    pass
-        return own, kids
+        return own, sum(self._rss(kid) for kid in self._kids)
+
+    def _rss(self, pid: int) -> int:
+        if self._linux:
+            return _proc_rss(pid) or 0
+        try:
+            import psutil
+
+            return psutil.Process(pid).memory_info().rss
+        except Exception:  # noqa: BLE001 - a vanished process is not an error here
+            return 0
 
     def _loop(self):
         while not self._stop.wait(self.interval):
@@ -291,6 +325,12 @@ class MemoryProbe:
 
         self._pid = os.getpid()
         self._proc = psutil.Process()
+        try:
+            self._own_cmd = " ".join(self._proc.cmdline())
+        except Exception:  # noqa: BLE001
+            self._own_cmd = ""
+        self._kinds: dict[int, bool] = {}
+        self._forked: set[int] = set()
         self._linux = _proc_rss(self._pid) is not None
         self._kids, self._kids_at = [], -1.0
         self._exact = _reset_hwm()
@@ -326,6 +366,8 @@ class Measurement:
     peak_mb: float | None
     before_mb: float | None
     result: object = None
+    #: The most processes of the run alive at once (see :class:`MemoryProbe`).
+    processes: int = 1
 
 
 def measure(fn: Callable[[], object], *, repeats: int, warmup: int = 1, budget_s: float | None = None,
@@ -362,7 +404,8 @@ def measure(fn: Callable[[], object], *, repeats: int, warmup: int = 1, budget_s
             times.append(time.perf_counter() - t0)
             if k == 0 and budget_s is not None and times[0] > 0:
                 n = max(1, min(repeats, int(budget_s // times[0])))
-    return Measurement(times, warmup_s, probe.peak_mb, probe.before_mb, result if keep_result else None)
+    return Measurement(times, warmup_s, probe.peak_mb, probe.before_mb, result if keep_result else None,
+                       processes=probe.most_processes)
 
 
 def apply_measurement(rec: Record, m: Measurement, *, megapixels: float | None = None) -> Record:
