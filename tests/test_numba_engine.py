@@ -21,6 +21,7 @@ import pixelmill  # noqa: E402
 from pixelmill import kernels, tiling  # noqa: E402
 from pixelmill.engines import available_engines, make_engine  # noqa: E402
 from pixelmill.ops import Filter, Invert  # noqa: E402
+from pixelmill.ops._numba import store_code  # noqa: E402
 
 BORDERS = tiling.BORDER_MODES
 #: scipy.ndimage mode -> np.pad mode, for the padding oracle.
@@ -294,6 +295,73 @@ def test_tiles_on_strided_views_stitch_exactly(separable):
     for tile in tiling.plan_tiles(image.shape, (8, 10)):
         op.compute(padded[tile.source(op.halo)], tiled[tile.out], "numba")
     np.testing.assert_array_equal(tiled, whole)
+
+
+UNPADDED_CASES = [
+    # (kernel, shape): widths just above the halo, a column chunk boundary, several strips
+    ("gaussian-5", (9, 5)),
+    ("gaussian-5", (40, 6, 3)),
+    ("even-sep-4x2", (33, 3)),
+    ("even-sep-signed-2x6", (17, 7, 2)),
+    ("edge-x", (3, 2100, 3)),
+    ("gaussian-5", (70, 3000, 3)),
+    ("sobel", (35, 4)),
+    ("sobel", (66, 1500, 3)),
+]
+
+
+@pytest.mark.parametrize("border", BORDERS)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.float32, np.bool_], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("policy", [None, "clip", "abs"])
+@pytest.mark.parametrize("kernel_name,shape", UNPADDED_CASES, ids=lambda v: str(v))
+def test_unpadded_border_reads_equal_the_padded_copy(kernel_name, shape, policy, dtype, border):
+    # The engine's run() lets separable kernels read the border in place; the result must be
+    # bit-identical to the kernels run on a padded copy (tiling.pad), for every border rule.
+    from dataclasses import replace
+
+    from pixelmill.ops import SobelMagnitude
+
+    op = SobelMagnitude() if kernel_name == "sobel" else Filter(KERNELS[kernel_name][0])
+    op = replace(op, policy=policy)
+    image = _image(shape, dtype)
+    cval = 1.0 if dtype == np.bool_ else 0.5 * _cval(dtype) if dtype == np.float32 else 7.0
+    out_dtype = op.out_dtype(image.dtype)
+    with make_engine("numba", workers=2) as eng:
+        got = np.full(image.shape, 3, dtype=out_dtype)
+        read_in_place = op.compute_unpadded(image, got, border, cval, "numba")
+        padded = tiling.pad(image, op.halo, border, cval, dtype=image.dtype)
+        want = np.full(image.shape, 5, dtype=out_dtype)
+        op.compute(padded, want, "numba")
+        via_run = eng.run(op, image, border=border, cval=cval)
+    # Read in place exactly when the kernels store the result themselves (float32 results,
+    # integer policies); otherwise to_dtype converts afterwards, from the padded path.
+    assert read_in_place == (store_code(out_dtype, policy) is not None)
+    if read_in_place:
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(via_run, want)
+
+
+def test_unpadded_border_falls_back_when_it_cannot_read_in_place():
+    from dataclasses import replace
+
+    gaussian = replace(Filter(KERNELS["gaussian-5"][0]), policy="clip")
+    narrow = _image((12, 4, 3), np.uint8)  # 4 columns: not more than the halo's 4
+    assert not gaussian.compute_unpadded(narrow, np.empty_like(narrow), "reflect", 0.0, "numba")
+    image = _image((12, 9), np.uint8)
+    out = np.empty_like(image)
+    # cval 300 does not fit uint8: the padded copy is float32, so the engine pads
+    assert not gaussian.compute_unpadded(image, out, "constant", 300.0, "numba")
+    # non-separable kernels, and other flavours, always pad
+    general = replace(Filter(KERNELS["random-3x5"][0]), policy="clip")
+    assert not general.compute_unpadded(image, out, "reflect", 0.0, "numba")
+    assert not gaussian.compute_unpadded(image, out, "reflect", 0.0, "numpy")
+    with make_engine("numba", workers=1) as eng, make_engine("numpy") as reference:
+        got = eng.run(gaussian, image, border="constant", cval=300.0)
+        np.testing.assert_array_equal(got, reference.run(gaussian, image, border="constant", cval=300.0))
+        # out is the image itself: read through the padded copy, then overwritten
+        want = reference.run(gaussian, image, border="wrap")
+        assert eng.run(gaussian, image, border="wrap", out=image) is image
+        np.testing.assert_array_equal(image, want)
 
 
 # -- invert -----------------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numba
+import numpy as np
 
 from ._base import Engine
 
@@ -11,7 +14,8 @@ class NumbaEngine(Engine):
     """Numba-compiled operations (the ``numba`` flavour), multi-threaded within each image.
 
     ``execute`` runs the operation on the whole padded image with numba's own thread pool,
-    one strip of output rows per thread. Results are bit-identical for every ``workers``
+    one strip of output rows per thread; for separable filters and Sobel, ``run`` skips the
+    padded copy and the kernels read the border samples in place. Results are bit-identical for every ``workers``
     value: each output sample is computed by the same arithmetic whichever thread owns it.
 
     The kernels are compiled on first use (a few seconds) and cached on disk, so later
@@ -42,13 +46,30 @@ class NumbaEngine(Engine):
     flavour = "numba"
     parallel = True
 
+    def run(self, op, image, *, border="nearest", cval=0.0, out=None):
+        """As :meth:`Engine.run`; the separable filters and Sobel read the image's border in
+        place instead of padding a copy first (unless ``out`` is the image itself)."""
+        if out is None:
+            out = np.empty(image.shape, dtype=op.out_dtype(image.dtype))
+        if out.size and not np.may_share_memory(out, image):
+            with self._threads():
+                if op.compute_unpadded(image, out, border, cval, self.flavour):
+                    return out
+        return super().run(op, image, border=border, cval=cval, out=out)
+
     def execute(self, op, padded, out):
         """Fill ``out`` from ``padded`` with ``self.workers`` numba threads."""
+        with self._threads():
+            op.compute(padded, out, self.flavour)
+
+    @contextmanager
+    def _threads(self):
+        # numba's thread count is per calling thread; restore it so it does not leak.
         threads = max(1, min(self.workers, numba.config.NUMBA_NUM_THREADS))
         previous = numba.get_num_threads()
         numba.set_num_threads(threads)
         try:
-            op.compute(padded, out, self.flavour)
+            yield
         finally:
             numba.set_num_threads(previous)
 

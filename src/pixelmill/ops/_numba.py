@@ -36,6 +36,8 @@ import numba
 import numpy as np
 from numba import prange
 
+from ..tiling import border_indices
+
 __all__ = ["invert_numba", "correlate_numba", "sobel_numba", "store_code"]
 
 # Column-chunk sizes, in samples (W * C units). Measured on AVX2 with 32 KiB L1 / 512 KiB L2
@@ -222,8 +224,39 @@ def _column_pass(ring, top, weights, dst, m):
         )
 
 
+@_jit_serial
+def _ring_row(image, edges, r, c0, m, weights, step, dst, seg):
+    """Row pass of padded input row ``r`` into ``dst[:m]``, for outputs ``c0 .. c0 + m - 1``
+    (samples), reading ``image`` through ``edges`` (see :func:`_edges`). Outputs whose taps
+    all fall inside the image read it directly; the few at the left and right borders read
+    their taps gathered into ``seg`` (scratch) by the border rule."""
+    rows_map, const_row, left_map, right_map, lpad, rpad, cval = edges
+    source = rows_map[r]
+    src = image[source] if source >= 0 else const_row
+    span = (weights.shape[0] - 1) * step
+    n_out = src.shape[0] + lpad + rpad - span
+    right0 = n_out - rpad
+    k, end = c0, c0 + m
+    if k < lpad:
+        stop = min(end, lpad)
+        for j in range(stop - k + span):
+            p = left_map[k + j]
+            seg[j] = src[p] if p >= 0 else cval
+        _row_pass(seg, 0, weights, step, dst[k - c0 :], stop - k)
+        k = stop
+    stop = min(end, right0)
+    if k < stop:
+        _row_pass(src, k - lpad, weights, step, dst[k - c0 :], stop - k)
+        k = stop
+    if k < end:
+        for j in range(end - k + span):
+            p = right_map[k - right0 + j]
+            seg[j] = src[p] if p >= 0 else cval
+        _row_pass(seg, 0, weights, step, dst[k - c0 :], end - k)
+
+
 @_jit
-def _correlate_separable(block, column, row, out, step, n_strips, chunk, store, lo, hi, mid):
+def _correlate_separable(image, edges, column, row, out, step, n_strips, chunk, store, lo, hi, mid):
     h, n = out.shape
     kh = column.shape[0]
     width = min(chunk, n)
@@ -233,19 +266,20 @@ def _correlate_separable(block, column, row, out, step, n_strips, chunk, store, 
         # Row-pass results of input rows r .. r + kh - 1, input row r kept in slot r % kh.
         ring = np.empty((kh, width), dtype=np.float32)
         line = np.empty(width, dtype=np.float32)
+        seg = np.empty(max(edges[4], edges[5]) + (row.shape[0] - 1) * step, dtype=image.dtype)
         for c0 in range(0, n, chunk):
             m = min(chunk, n - c0)
             for r in range(r0, r0 + kh - 1):
-                _row_pass(block[r], c0, row, step, ring[r % kh], m)
+                _ring_row(image, edges, r, c0, m, row, step, ring[r % kh], seg)
             for i in range(r0, r1):
                 r = i + kh - 1
-                _row_pass(block[r], c0, row, step, ring[r % kh], m)
+                _ring_row(image, edges, r, c0, m, row, step, ring[r % kh], seg)
                 _column_pass(ring, i, column, line, m)
                 _store_row(line, out[i, c0 : c0 + m], m, store, lo, hi, mid)
 
 
 @_jit
-def _sobel(block, x_column, x_row, y_column, y_row, out, step, n_strips, chunk, store, lo, hi, mid):
+def _sobel(image, edges, x_column, x_row, y_column, y_row, out, step, n_strips, chunk, store, lo, hi, mid):
     # The separable pass of _correlate_separable for both Sobel kernels at once, so the
     # input is read once and neither gradient is ever a full-size image.
     h, n = out.shape
@@ -258,15 +292,16 @@ def _sobel(block, x_column, x_row, y_column, y_row, out, step, n_strips, chunk, 
         ring_y = np.empty((kh, width), dtype=np.float32)
         gx = np.empty(width, dtype=np.float32)
         gy = np.empty(width, dtype=np.float32)
+        seg = np.empty(max(edges[4], edges[5]) + (x_row.shape[0] - 1) * step, dtype=image.dtype)
         for c0 in range(0, n, chunk):
             m = min(chunk, n - c0)
             for r in range(r0, r0 + kh - 1):
-                _row_pass(block[r], c0, x_row, step, ring_x[r % kh], m)
-                _row_pass(block[r], c0, y_row, step, ring_y[r % kh], m)
+                _ring_row(image, edges, r, c0, m, x_row, step, ring_x[r % kh], seg)
+                _ring_row(image, edges, r, c0, m, y_row, step, ring_y[r % kh], seg)
             for i in range(r0, r1):
                 r = i + kh - 1
-                _row_pass(block[r], c0, x_row, step, ring_x[r % kh], m)
-                _row_pass(block[r], c0, y_row, step, ring_y[r % kh], m)
+                _ring_row(image, edges, r, c0, m, x_row, step, ring_x[r % kh], seg)
+                _ring_row(image, edges, r, c0, m, y_row, step, ring_y[r % kh], seg)
                 _column_pass(ring_x, i, x_column, gx, m)
                 _column_pass(ring_y, i, y_column, gy, m)
                 for k in range(m):
@@ -358,6 +393,7 @@ def correlate_numba(
     out: np.ndarray,
     factors: tuple[np.ndarray, np.ndarray] | None = None,
     store: tuple[int, float, float, float] = (STORE_FLOAT, 0.0, 0.0, 0.0),
+    border: tuple[tuple[int, int, int, int], str, float] | None = None,
 ) -> None:
     """Valid-region correlation ``out[i, j] = sum w[a, b] * block[i + a, j + b]``, per channel.
 
@@ -368,16 +404,23 @@ def correlate_numba(
     Parameters
     ----------
     block : ndarray
-        Padded input, (H + kh - 1) x (W + kw - 1) [x C], any real dtype.
+        Padded input, (H + kh - 1) x (W + kw - 1) [x C], any real dtype; or, with ``border``,
+        the unpadded H x W [x C] image.
     weights : ndarray
         kh x kw float64 weights (already flipped for convolution).
     out : ndarray
-        H x W [x C], written in place: float32, or the dtype ``store`` converts to.
+        H x W [x C], written in place: float32, or the dtype ``store`` converts to. It must
+        not overlap an unpadded ``block``.
     factors : (ndarray, ndarray), optional
         ``(column, row)`` with ``outer(column, row) == weights``: run as a row pass then a
         column pass in float32. Without it, each output sample accumulates in float64.
     store : tuple, optional
         From :func:`store_code`: how the float32 result is stored into ``out``.
+    border : (halo, str, float), optional
+        ``(halo, mode, cval)``: ``block`` is not padded; the ``halo`` (top, bottom, left,
+        right) around it follows the border rule ``mode`` (:func:`..tiling.border_indices`),
+        read in place, so no padded copy of the image is made. Only with ``factors``;
+        ``cval`` must be exact in the image dtype.
 
     Examples
     --------
@@ -391,9 +434,19 @@ def correlate_numba(
     >>> correlate_numba(block, np.array([[0.5, 0.0, -0.5]]), out8, store=store_code(np.uint8, "abs"))
     >>> out8
     array([[ 5, 20, 15]], dtype=uint8)
+
+    Unpadded, with the ``nearest`` border rule:
+
+    >>> row = np.array([0.25, 0.5, 0.25])
+    >>> out = np.empty((1, 5), dtype=np.float32)
+    >>> correlate_numba(block, row[None], out, (np.ones(1), row), border=((0, 0, 1, 1), "nearest", 0.0))
+    >>> out
+    array([[ 0. ,  2.5, 15. , 32.5, 40. ]], dtype=float32)
     """
     kh = weights.shape[0]
     storing = _store_args(store)
+    if border is not None and factors is None:
+        raise ValueError("an unpadded block needs a separable kernel (factors)")
 
     def run(src, dst, channels):
         n_strips = _strips(dst.shape[0], kh)
@@ -401,12 +454,42 @@ def correlate_numba(
             # The NumPy flavour multiplies by float32(wt): round the factors the same way.
             column, row = (np.ascontiguousarray(f, dtype=np.float32) for f in factors)
             chunk = max(CHUNK, RING_BYTES // (kh * 4))
-            _correlate_separable(src, column, row, dst, channels, n_strips, chunk, *storing)
+            edges = _edges(src, channels, border)
+            _correlate_separable(src, edges, column, row, dst, channels, n_strips, chunk, *storing)
         else:
             weights64 = np.ascontiguousarray(weights, dtype=np.float64)
             _correlate_general(src, weights64, dst, channels, n_strips, CHUNK, *storing)
 
     _on_rows(block, out, run)
+
+
+def _edges(src: np.ndarray, channels: int, border) -> tuple:
+    """How :func:`_ring_row` finds padded row ``r``, column sample ``p`` in ``src`` (2-D, rows x
+    samples): ``(rows_map, const_row, left_map, right_map, lpad, rpad, cval)``.
+
+    ``rows_map[r]`` is a row of ``src`` (or -1: ``const_row``, all ``cval``); the first
+    ``lpad`` and last ``rpad`` output samples of a row read their taps through ``left_map``
+    / ``right_map`` (a sample of the row, or -1: ``cval``). A padded ``src`` (``border`` None)
+    is read as it is: every row is its own, no border samples."""
+    samples = np.empty(0, dtype=np.int64)
+    if border is None:
+        rows = np.arange(src.shape[0], dtype=np.int64)
+        return rows, src[0, :0], samples, samples, 0, 0, src.dtype.type(0)
+    (top, bottom, left, right), mode, cval = border
+    h, n = src.shape
+    w = n // channels
+    if w <= left + right:
+        raise ValueError(f"an unpadded block needs more columns than the halo's {left + right}, not {w}")
+    rows = border_indices(h, top, bottom, mode)
+    cols = border_indices(w, left, right, mode)
+    # Per sample: column index * channels + channel, or -1 (constant) for every channel.
+    by_sample = np.where(cols[:, None] >= 0, cols[:, None] * channels + np.arange(channels), -1).ravel()
+    cval = src.dtype.type(cval)
+    const_row = np.full(n if mode == "constant" else 0, cval, dtype=src.dtype)
+    lpad, rpad = left * channels, right * channels
+    left_map = by_sample[: 2 * lpad + rpad]
+    right_map = by_sample[(w - right) * channels :]
+    return rows, const_row, left_map, right_map, lpad, rpad, cval
 
 
 def _store_args(store) -> tuple:
@@ -428,16 +511,17 @@ def _on_rows(block: np.ndarray, out: np.ndarray, run) -> None:
         out[...] = dst.reshape(out.shape)
 
 
-def sobel_numba(block, x_factors, y_factors, out, store=(STORE_FLOAT, 0.0, 0.0, 0.0)) -> None:
+def sobel_numba(block, x_factors, y_factors, out, store=(STORE_FLOAT, 0.0, 0.0, 0.0), border=None) -> None:
     """``out = hypot(gx, gy)`` for the separable Sobel kernels given as ``(column, row)``
     factors (already flipped), with the same arithmetic as two :func:`correlate_numba` calls
-    followed by ``np.hypot``, in one pass over ``block``; stored as :func:`correlate_numba`
-    does."""
+    followed by ``np.hypot``, in one pass over ``block``; stored, and ``border`` read, as
+    :func:`correlate_numba` does."""
     kh = len(x_factors[0])
     f32 = [np.ascontiguousarray(f, dtype=np.float32) for f in (*x_factors, *y_factors)]
     chunk = max(CHUNK, RING_BYTES // (2 * kh * 4))
 
     def run(src, dst, channels):
-        _sobel(src, *f32, dst, channels, _strips(dst.shape[0], kh), chunk, *_store_args(store))
+        edges = _edges(src, channels, border)
+        _sobel(src, edges, *f32, dst, channels, _strips(dst.shape[0], kh), chunk, *_store_args(store))
 
     _on_rows(block, out, run)
