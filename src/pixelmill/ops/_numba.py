@@ -119,14 +119,22 @@ def invert_numba(block: np.ndarray, out: np.ndarray) -> None:
 
 
 @_jit_serial
-def _sweep(dst, m, first, x0, w0, x1, w1, x2, w2, x3, w3, taps):
-    """Add ``taps`` (1 to 4) weighted rows into the float32 ``dst[:m]``, one after the other,
+def _sweep(dst, m, first, x0, w0, x1, w1, x2, w2, x3, w3, x4, w4, taps):
+    """Add ``taps`` (1 to 5) weighted rows into the float32 ``dst[:m]``, one after the other,
     in order; ``first``: start from the first product (the running sum is zero). Inputs of
     any dtype are converted to float32 as they are read (no float copy of the image)."""
-    # One sweep for up to four taps keeps the running sum in a register between them; the
-    # order of the additions is unchanged, so this is exactly a tap-at-a-time sum.
+    # One sweep for up to five taps keeps the running sum in a register between them (the
+    # 3- and 5-tap kernels users run most take one sweep); the order of the additions is
+    # unchanged, so this is exactly a tap-at-a-time sum.
     f = np.float32
-    if taps == 4:
+    if taps == 5:
+        if first:
+            for k in range(m):
+                dst[k] = (((w0 * f(x0[k]) + w1 * f(x1[k])) + w2 * f(x2[k])) + w3 * f(x3[k])) + w4 * f(x4[k])
+        else:
+            for k in range(m):
+                dst[k] = ((((dst[k] + w0 * f(x0[k])) + w1 * f(x1[k])) + w2 * f(x2[k])) + w3 * f(x3[k])) + w4 * f(x4[k])
+    elif taps == 4:
         if first:
             for k in range(m):
                 dst[k] = ((w0 * f(x0[k]) + w1 * f(x1[k])) + w2 * f(x2[k])) + w3 * f(x3[k])
@@ -193,17 +201,19 @@ def _row_pass(src, start, weights, step, dst, m):
     # otherwise turn every vector load into a gather of single elements.
     kw = weights.shape[0]
     last = kw - 1
-    for b in range(0, kw, 4):
+    for b in range(0, kw, 5):
         # Unused taps of the last sweep just repeat the last one (never added).
-        b1, b2, b3 = min(b + 1, last), min(b + 2, last), min(b + 3, last)
-        o0, o1, o2, o3 = start + b * step, start + b1 * step, start + b2 * step, start + b3 * step
+        b1, b2, b3, b4 = min(b + 1, last), min(b + 2, last), min(b + 3, last), min(b + 4, last)
+        o0, o1, o2 = start + b * step, start + b1 * step, start + b2 * step
+        o3, o4 = start + b3 * step, start + b4 * step
         _sweep(
             dst, m, b == 0,
             src[o0 : o0 + m], weights[b],
             src[o1 : o1 + m], weights[b1],
             src[o2 : o2 + m], weights[b2],
             src[o3 : o3 + m], weights[b3],
-            min(4, kw - b),
+            src[o4 : o4 + m], weights[b4],
+            min(5, kw - b),
         )
 
 
@@ -212,15 +222,16 @@ def _column_pass(ring, top, weights, dst, m):
     """``dst[k] = sum_a weights[a] * ring[(top + a) % kh, k]`` for ``k < m``, taps in order."""
     kh = weights.shape[0]
     last = kh - 1
-    for a in range(0, kh, 4):
-        a1, a2, a3 = min(a + 1, last), min(a + 2, last), min(a + 3, last)
+    for a in range(0, kh, 5):
+        a1, a2, a3, a4 = min(a + 1, last), min(a + 2, last), min(a + 3, last), min(a + 4, last)
         _sweep(
             dst, m, a == 0,
             ring[(top + a) % kh, :m], weights[a],
             ring[(top + a1) % kh, :m], weights[a1],
             ring[(top + a2) % kh, :m], weights[a2],
             ring[(top + a3) % kh, :m], weights[a3],
-            min(4, kh - a),
+            ring[(top + a4) % kh, :m], weights[a4],
+            min(5, kh - a),
         )
 
 
