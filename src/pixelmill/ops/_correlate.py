@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._scratch import scratch
+
 
 def correlate_loops(block: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
     """Reference: nested Python loops over pixels, channels and taps, in float64."""
@@ -50,22 +52,31 @@ def correlate_numpy(
     within rounding of the float64 reference.
     """
     h, w = out.shape[:2]
+    # Sums start from zero and add one product per tap (``acc += wt * x``); products go
+    # through a reused work array, so a tile allocates nothing (see :mod:`._scratch`).
     if factors is not None:
         column, row = factors
         dtype = out.dtype
-        tmp = np.zeros((block.shape[0], w) + block.shape[2:], dtype=dtype)
+        tmp = scratch("correlate.rows", (block.shape[0], w) + block.shape[2:], dtype)
+        product = scratch("correlate.product", tmp.shape, dtype)
+        tmp.fill(0)
         for b, wt in enumerate(row):
-            tmp += dtype.type(wt) * block[:, b : b + w]
-        acc = np.zeros(out.shape, dtype=dtype)
+            np.multiply(block[:, b : b + w], dtype.type(wt), out=product)
+            tmp += product
+        acc = scratch("correlate.sum", out.shape, dtype)
+        acc.fill(0)
+        product = product[:h]
         for a, wt in enumerate(column):
-            acc += dtype.type(wt) * tmp[a : a + h]
+            np.multiply(tmp[a : a + h], dtype.type(wt), out=product)
+            acc += product
         out[...] = acc
         return
     kh, kw = weights.shape
-    acc = np.zeros(out.shape, dtype=np.float64)
-    scratch = np.empty(out.shape, dtype=np.float64)
+    acc = scratch("correlate.sum64", out.shape, np.float64)
+    product = scratch("correlate.product64", out.shape, np.float64)
+    acc.fill(0)
     for a in range(kh):
         for b in range(kw):
-            np.multiply(block[a : a + h, b : b + w], weights[a, b], out=scratch)
-            acc += scratch
+            np.multiply(block[a : a + h, b : b + w], weights[a, b], out=product)
+            acc += product
     out[...] = acc

@@ -18,6 +18,7 @@ from .. import tiling
 from ._convert import to_dtype
 from ._correlate import correlate_loops, correlate_numpy
 from ._invert import invert_loops, invert_numpy
+from ._scratch import scratch
 
 __all__ = ["Operation", "Invert", "Filter", "SobelMagnitude", "FLAVOURS", "TILEWISE_POLICIES"]
 
@@ -110,12 +111,16 @@ class _FloatFilter(Operation):
                 self.compute_numba(block, out, store)
                 return
         # The padded input holds the image dtype (a quarter of float32's memory for 8-bit
-        # images); each tile is converted to the work dtype here.
-        block = block.astype(_float_work_dtype(flavour), copy=False)
+        # images); each tile is converted to the work dtype here, into a reused work array.
+        work = _float_work_dtype(flavour)
+        if block.dtype != work:
+            converted = scratch("filter.block", block.shape, work)
+            np.copyto(converted, block, casting="unsafe")
+            block = converted
         if out.dtype == np.float32 and self.policy not in TILEWISE_POLICIES:
             self.compute_float(block, out, flavour)
             return
-        result = np.empty(out.shape, dtype=np.float32)
+        result = scratch("filter.result", out.shape, np.float32)
         self.compute_float(block, result, flavour)
         out[...] = to_dtype(result, out.dtype, policy=self.policy)
 
@@ -214,11 +219,12 @@ class SobelMagnitude(_FloatFilter):
 
     def compute_float(self, block, out, flavour):
         work = _float_work_dtype(flavour)
-        tx = np.empty(out.shape, dtype=work)
-        ty = np.empty(out.shape, dtype=work)
+        tx = scratch("sobel.x", out.shape, work)
+        ty = scratch("sobel.y", out.shape, work)
         _SOBEL_X.compute_float(block, tx, flavour)
         _SOBEL_Y.compute_float(block, ty, flavour)
-        out[...] = np.hypot(tx, ty)
+        np.hypot(tx, ty, out=tx)
+        out[...] = tx
 
     def compute_numba(self, block, out, store, border=None):
         from ._numba import sobel_numba
