@@ -2,8 +2,9 @@
 
 The padded input and the output live in :class:`multiprocessing.shared_memory.SharedMemory`
 segments. Workers attach to them by name (the image is never pickled), compute their tiles and
-write them straight into the shared output; the parent copies the result out and removes the
-segments -- always, also when a worker dies or the run is interrupted.
+write them straight into the shared output; the parent copies the result out. A call's
+segments are kept for the next call (see :class:`_Segments`) and removed when the engine closes;
+a call that fails -- a worker dies, an error, Ctrl-C -- removes its own at once.
 """
 
 from __future__ import annotations
@@ -299,8 +300,9 @@ class ProcessesEngine(Engine):
     The padded input and the output are :mod:`multiprocessing.shared_memory` segments named
     ``pixelmill_<pid>_<random>``. Workers attach by name, compute their tiles and write them
     into the shared output, so no copy of the image travels through pickles. The parent copies
-    the result into an ordinary array and closes and unlinks the segments in a ``finally``:
-    after a worker dies, after an error and after Ctrl-C too.
+    the result into an ordinary array. The segments are kept for the next call (faulting in
+    fresh shared pages costs more than the copy) and unlinked by :meth:`close`; a call that
+    fails (a worker dies, an error, Ctrl-C) unlinks its own at once.
 
     Parameters
     ----------
