@@ -150,8 +150,9 @@ def plan_tiles(shape: tuple[int, ...], tile_shape: tuple[int, int]) -> list[Tile
 
 
 #: Target bytes of one tile's output: large enough to amortise scheduling, small enough for cache
-#: reuse across kernel rows and for several tiles per worker.
-TARGET_TILE_BYTES = 4 << 20
+#: reuse across kernel rows and for several tiles per worker. Measured on a 24 MP photo with the
+#: NumPy flavour (Gaussian 5x5, uint8 out): 1 MB strips 0.52 s, 2 MB 0.64 s, 4 MB 0.83 s.
+TARGET_TILE_BYTES = 1 << 20
 
 
 def auto_tile_shape(

@@ -21,6 +21,9 @@ __all__ = ["DaskEngine"]
 
 LOCAL_SCHEDULERS = ("threads", "processes")
 
+#: Output bytes per ``map_overlap`` chunk when no ``tile_shape`` is given.
+DASK_CHUNK_BYTES = 4 << 20
+
 
 def _axis_chunks(n: int, tile: int, before: int, after: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Output chunks of an axis of length ``n`` and the padded-input chunks that line up with them.
@@ -240,7 +243,10 @@ class DaskEngine(Engine):
         import dask.array as da
 
         top, bottom, left, right = halo = op.halo
-        tile_shape = self.tile_shape or tiling.auto_tile_shape(out.shape, self.workers, padded.dtype.itemsize)
+        # Larger chunks than the other engines' tiles: each dask task costs about a millisecond.
+        tile_shape = self.tile_shape or tiling.auto_tile_shape(
+            out.shape, self.workers, padded.dtype.itemsize, target_bytes=DASK_CHUNK_BYTES
+        )
         out_rows, in_rows = _axis_chunks(out.shape[0], tile_shape[0], top, bottom)
         out_cols, in_cols = _axis_chunks(out.shape[1], tile_shape[1], left, right)
         channels = tuple((c,) for c in padded.shape[2:])  # channels: one chunk

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import InvalidParameterError
 
-__all__ = ["POLICIES", "to_dtype", "dtype_range"]
+__all__ = ["POLICIES", "to_dtype", "convert_into", "dtype_range"]
 
 #: ``clip``: round and clip to the dtype's range; ``abs``: magnitude, then clip (edge filters);
 #: ``shift``: add mid-grey, then clip (shows signed responses); ``normalize``: stretch the result's
@@ -78,3 +78,28 @@ def to_dtype(result: np.ndarray, dtype, *, policy: str = "clip") -> np.ndarray:
     out = np.rint(x, out=x if x is not result else None)
     np.clip(out, lo, hi, out=out)
     return out.astype(dtype)
+
+
+def convert_into(work: np.ndarray, out: np.ndarray, policy: str) -> None:
+    """``out[...] = to_dtype(work, out.dtype, policy=policy)``, with the same float32 steps,
+    using the float32 ``work`` as scratch (it is overwritten): no new array for an integer
+    ``out`` with a per-pixel policy (``clip``, ``abs``, ``shift``), which tile loops need.
+
+    >>> work = np.array([-3.0, 2.5, 300.0], dtype=np.float32)
+    >>> out = np.empty(3, dtype=np.uint8)
+    >>> convert_into(work, out, "clip")
+    >>> out
+    array([  0,   2, 255], dtype=uint8)
+    """
+    dtype = out.dtype
+    if dtype.kind not in "iu" or policy not in ("clip", "abs", "shift") or work.dtype != np.float32:
+        out[...] = to_dtype(work, dtype, policy=policy)
+        return
+    lo, hi = dtype_range(dtype)
+    if policy == "abs":
+        np.abs(work, out=work)
+    elif policy == "shift":
+        np.add(work, np.float32((lo + hi + 1) / 2), out=work)
+    np.rint(work, out=work)
+    np.clip(work, lo, hi, out=work)
+    out[...] = work

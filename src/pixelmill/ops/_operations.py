@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import kernels as _kernels
 from .. import tiling
-from ._convert import to_dtype
+from ._convert import convert_into
 from ._correlate import correlate_loops, correlate_numpy
 from ._invert import invert_loops, invert_numpy
 from ._scratch import scratch
@@ -122,7 +122,7 @@ class _FloatFilter(Operation):
             return
         result = scratch("filter.result", out.shape, np.float32)
         self.compute_float(block, result, flavour)
-        out[...] = to_dtype(result, out.dtype, policy=self.policy)
+        convert_into(result, out, self.policy)
 
     def compute_unpadded(self, image, out, border, cval, flavour):
         # The numba kernels that store the image dtype themselves can read the border in
