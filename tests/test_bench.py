@@ -77,7 +77,7 @@ def test_every_method_was_checked_against_the_reference(run):
 
 def test_references_are_independent_where_they_should_be(run):
     for r in _timed(run.records):
-        if r.suite in ("convolve-speedup", "filter-bank"):
+        if r.suite in ("convolve-speedup", "filter-bank") and r.kind == "engine":
             assert "scipy.ndimage" in r.reference
         if r.suite == "invert-scaling" and r.kind == "engine":
             assert r.reference.startswith("exact inversion") and r.max_abs_err == 0
@@ -107,8 +107,12 @@ def test_loops_is_extrapolated_and_says_so(run):
 
 def test_convolve_speedup_covers_the_worker_counts(run):
     rs = [r for r in _timed(run.records) if r.suite == "convolve-speedup" and r.method != "numpy"]
-    assert {r.workers for r in rs} == {1, 2}
-    assert {r.case for r in rs} == {"gaussian-5-1", "sobel"}
+    engines = [r for r in rs if r.kind == "engine"]
+    assert {r.workers for r in engines} == {1, 2}
+    assert {r.case for r in engines} == {"gaussian-5-1", "sobel"}
+    # The memory-bandwidth baseline: the same copy split over 1 and 2 threads.
+    copies = [r for r in rs if r.kind == "baseline"]
+    assert {(r.method, r.case, r.workers) for r in copies} == {("memcpy", "memory-copy", 1), ("memcpy", "memory-copy", 2)}
     speedups = run.document["analysis"]["convolve-speedup"]["speedup"]
     assert speedups and all("amdahl" in s for s in speedups.values())
 
@@ -174,11 +178,21 @@ def test_a_failing_group_becomes_an_error_record(tmp_path):
 
 
 def test_measure_warmup_repeats_and_budget():
-    calls = []
-    m = measure(lambda: calls.append(1) or len(calls), repeats=4, warmup=2)
-    assert len(calls) == 6 and len(m.times) == 4 and m.result == 6 and m.warmup_s is not None
     import time
 
+    from pixelmill.bench._harness import MAX_REPEAT_FACTOR, MIN_TIMED_S
+
+    calls = []
+    # A run that takes no time at all repeats MAX_REPEAT_FACTOR times as often as asked.
+    m = measure(lambda: calls.append(1) or len(calls), repeats=4, warmup=2)
+    assert len(m.times) == 4 * MAX_REPEAT_FACTOR and len(calls) == 2 + len(m.times)
+    assert m.result == len(calls) and m.warmup_s is not None
+    # Long enough runs are repeated as asked...
+    steady = measure(lambda: time.sleep(MIN_TIMED_S / 3), repeats=4, warmup=0)
+    assert len(steady.times) == 4
+    # ...fast ones until they add up to MIN_TIMED_S, and the budget cuts both.
+    quick = measure(lambda: time.sleep(MIN_TIMED_S / 20), repeats=4, warmup=0)
+    assert 4 < len(quick.times) <= 20
     slow = measure(lambda: time.sleep(0.05), repeats=10, warmup=0, budget_s=0.12)
     assert 1 <= len(slow.times) <= 3
 

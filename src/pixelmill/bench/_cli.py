@@ -38,7 +38,8 @@ def _int_list(ctx, param, values):
 @click.option("--workers", multiple=True, callback=_int_list, metavar="N,N,...",
               help="convolve-speedup worker counts; the largest is used elsewhere [default: 1..usable cores].")
 @click.option("--repeat", "repeats", type=click.IntRange(min=1), default=None,
-              help="Timed runs per measurement, after one warm-up [default: 5; quick 3].")
+              help="Timed runs per measurement, after one warm-up [default: 5; quick 3]; runs "
+                   "shorter than 0.1 s repeat more, until 0.5 s (at most ten times as many).")
 @click.option("--quick", is_flag=True, help="Small sizes: every suite in about two minutes on two cores.")
 @click.option("--engine", "engines", multiple=True, help="Only these pixelmill engines (repeatable) [default: all available].")
 @click.option("--gaussian-size", type=click.IntRange(min=1), default=5, show_default=True, help="Gaussian kernel size (odd).")

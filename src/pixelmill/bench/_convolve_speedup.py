@@ -42,7 +42,48 @@ def plan(ctx) -> list[Group]:
         groups.append(Group(NAME, "numpy", "engine", TARGET, dict(base, method="numpy", kind="engine", workers=[1])))
     for engine in parallel_engines(o):
         groups.append(Group(NAME, engine, "engine", TARGET, dict(base, method=engine, kind="engine", workers=o["workers"])))
+    # How far memory bandwidth itself scales: the ceiling of every engine whose tiles stream
+    # through memory rather than cache.
+    groups.append(Group(NAME, "memcpy", "baseline", MEMCPY_TARGET,
+                        dict(base, method="memcpy", kind="baseline", workers=o["workers"])))
     return groups
+
+
+MEMCPY_TARGET = "pixelmill.bench._convolve_speedup:run_memcpy"
+#: Case name of the memory-bandwidth baseline.
+MEMCPY_CASE = "memory-copy"
+
+
+def run_memcpy(spec: dict) -> list[Record]:
+    """Copy a float32 array the size of the filters' result (split into equal parts, one per
+    thread; NumPy releases the GIL while copying), into memory touched beforehand."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ._library import load_array
+
+    image = load_array(spec["image"])
+    src = np.ones(image.size, dtype=np.float32)
+    dst = np.zeros_like(src)  # touched: the copies measure bandwidth, not page faults
+    records = []
+    for w in spec["workers"]:
+        parts = np.array_split(np.arange(src.size), w)
+        bounds = [(int(p[0]), int(p[-1]) + 1) for p in parts if p.size]
+        with ThreadPoolExecutor(max_workers=w) as pool:
+            def copy():
+                list(pool.map(lambda b: np.copyto(dst[b[0]:b[1]], src[b[0]:b[1]]), bounds))
+                return dst
+
+            m = measure(copy, repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"])
+        rec = Record(suite=NAME, method="memcpy", kind="baseline", case=MEMCPY_CASE, size=spec["mp"],
+                     size_unit="MP", workers=w)
+        apply_measurement(rec, m, megapixels=spec["mp"])
+        same = np.array_equal(m.result, src)
+        rec.set_check((0.0 if same else float("inf"), 0.0), tolerance=0, reference="the source array")
+        rec.notes = (f"np.copyto of {src.nbytes / 1e6:.0f} MB (a float32 result of this image) in {w} equal "
+                     "parts on as many threads: the memory bandwidth the engines share")
+        m.result = None
+        records.append(rec)
+    return records
 
 
 def run_method(spec: dict) -> list[Record]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import re
 import subprocess
@@ -370,12 +371,21 @@ class Measurement:
     processes: int = 1
 
 
+#: Timed runs of a fast measurement continue until they add up to this many seconds...
+MIN_TIMED_S = 0.5
+#: ...but to at most this many times the requested repeats.
+MAX_REPEAT_FACTOR = 10
+
+
 def measure(fn: Callable[[], object], *, repeats: int, warmup: int = 1, budget_s: float | None = None,
             keep_result: bool = True, setup: Callable[[], None] | None = None) -> Measurement:
     """Run ``fn`` ``warmup`` times untimed, then up to ``repeats`` times timed.
 
     After the first timed run, the number of further runs is cut so that the measurement
-    stays within ``budget_s`` seconds (always at least one timed run). The last run's return
+    stays within ``budget_s`` seconds (always at least one timed run); a fast run is instead
+    repeated more, until the timed runs take :data:`MIN_TIMED_S` in all (at most
+    :data:`MAX_REPEAT_FACTOR` times ``repeats``): five runs of a few milliseconds say more
+    about the machine's noise than about the code. The last run's return
     value is kept in ``result`` (for checking); earlier results are dropped before the next run
     so they do not inflate the memory peak. ``setup`` runs, untimed, before every run.
     """
@@ -393,17 +403,18 @@ def measure(fn: Callable[[], object], *, repeats: int, warmup: int = 1, budget_s
     times: list[float] = []
     with MemoryProbe() as probe:
         n = repeats
-        for k in range(repeats):
-            if k >= n:
-                break
+        while len(times) < n:
             result = None
             if setup:
                 setup()
             t0 = time.perf_counter()
             result = fn()
             times.append(time.perf_counter() - t0)
-            if k == 0 and budget_s is not None and times[0] > 0:
-                n = max(1, min(repeats, int(budget_s // times[0])))
+            if len(times) == 1 and times[0] > 0:
+                if times[0] * repeats < MIN_TIMED_S:
+                    n = min(repeats * MAX_REPEAT_FACTOR, math.ceil(MIN_TIMED_S / times[0]))
+                if budget_s is not None:
+                    n = max(1, min(n, int(budget_s // times[0])))
     return Measurement(times, warmup_s, probe.peak_mb, probe.before_mb, result if keep_result else None,
                        processes=probe.most_processes)
 

@@ -155,8 +155,14 @@ def _efficiency_at(p):
         if not per_engine:
             return None
         worst = min(v[0] for v in per_engine.values())
-        return worst, "; ".join(f"{e} {100 * v[0]:.0f}% ({v[1]})" for e, v in sorted(per_engine.items())) + \
+        detail = "; ".join(f"{e} {100 * v[0]:.0f}% ({v[1]})" for e, v in sorted(per_engine.items())) + \
             f" of linear speedup at {p} workers (the worst engine counts)"
+        copy = next((s["by_workers"].get(p) or s["by_workers"].get(str(p)) for s in sp.values()
+                     if s["engine"] == "memcpy"), None)
+        if copy:
+            detail += (f"; memory bandwidth itself (a copy of the result's size) scales {copy['speedup']:.2f}x at "
+                       f"{p} threads here, the ceiling of engines whose tiles stream through memory")
+        return worst, detail
     return fn
 
 
