@@ -336,6 +336,7 @@ def test_unpadded_border_reads_equal_the_padded_copy(kernel_name, shape, policy,
     # Read in place exactly when the kernels store the result themselves (float32 results,
     # integer policies); otherwise to_dtype converts afterwards, from the padded path.
     assert read_in_place == (store_code(out_dtype, policy) is not None)
+    assert read_in_place == op.reads_unpadded(image, out_dtype, border, cval, "numba")
     if read_in_place:
         np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(via_run, want)
@@ -356,6 +357,10 @@ def test_unpadded_border_falls_back_when_it_cannot_read_in_place():
     assert not general.compute_unpadded(image, out, "reflect", 0.0, "numba")
     assert not gaussian.compute_unpadded(image, out, "reflect", 0.0, "numpy")
     with make_engine("numba", workers=1) as eng, make_engine("numpy") as reference:
+        # What the engine tells a batch deciding whether to write over the image.
+        assert not eng.pads(gaussian, image, border="wrap")
+        assert eng.pads(gaussian, image, border="constant", cval=300.0) and eng.pads(general, image)
+        assert not eng.pads(Invert(), image) and reference.pads(gaussian, image)
         got = eng.run(gaussian, image, border="constant", cval=300.0)
         np.testing.assert_array_equal(got, reference.run(gaussian, image, border="constant", cval=300.0))
         # out is the image itself: read through the padded copy, then overwritten

@@ -57,6 +57,10 @@ class NumbaEngine(Engine):
                     return out
         return super().run(op, image, border=border, cval=cval, out=out)
 
+    def pads(self, op, image, *, border="nearest", cval=0.0):
+        out_dtype = op.out_dtype(image.dtype)
+        return any(op.halo) and not op.reads_unpadded(image, out_dtype, border, cval, self.flavour)
+
     def execute(self, op, padded, out):
         """Fill ``out`` from ``padded`` with ``self.workers`` numba threads."""
         with self._threads():

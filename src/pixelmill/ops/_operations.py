@@ -45,10 +45,15 @@ class Operation:
         """Write the result for the padded ``block`` into ``out`` (shape: block minus halo)."""
         raise NotImplementedError
 
+    def reads_unpadded(self, image: np.ndarray, out_dtype, border: str, cval: float, flavour: str) -> bool:
+        """True when :meth:`compute_unpadded` can run for these arguments."""
+        return False
+
     def compute_unpadded(self, image: np.ndarray, out: np.ndarray, border: str, cval: float, flavour: str) -> bool:
         """Write the result for the *unpadded* ``image`` into ``out``, reading the samples
         outside it by the border rule in place of a padded copy; False when this operation
-        cannot for these arguments, and the caller pads. ``out`` must not overlap ``image``."""
+        cannot for these arguments (:meth:`reads_unpadded`), and the caller pads. ``out``
+        must not overlap ``image``."""
         return False
 
     def with_policy(self, policy: str | None) -> Operation:
@@ -124,18 +129,29 @@ class _FloatFilter(Operation):
         self.compute_float(block, result, flavour)
         convert_into(result, out, self.policy)
 
-    def compute_unpadded(self, image, out, border, cval, flavour):
+    def reads_unpadded(self, image, out_dtype, border, cval, flavour):
         # The numba kernels that store the image dtype themselves can read the border in
-        # place: a 24 MP photo then needs no padded copy (a fifth of a Gaussian's time).
-        if flavour != "numba" or image.ndim not in (2, 3):
+        # place (separable filters and Sobel): a 24 MP photo then needs no padded copy (a
+        # fifth of a Gaussian's time).
+        if flavour != "numba" or image.ndim not in (2, 3) or not self._separable():
             return False
         top, bottom, left, right = self.halo
         if image.shape[1] <= left + right or tiling.pad_dtype(image.dtype, np.float32, border, cval) != image.dtype:
             return False
         from ._numba import store_code
 
-        store = store_code(out.dtype, self.policy)
-        return store is not None and self.compute_numba(image, out, store, (self.halo, border, cval))
+        return store_code(out_dtype, self.policy) is not None
+
+    def compute_unpadded(self, image, out, border, cval, flavour):
+        if not self.reads_unpadded(image, out.dtype, border, cval, flavour):
+            return False
+        from ._numba import store_code
+
+        return self.compute_numba(image, out, store_code(out.dtype, self.policy), (self.halo, border, cval))
+
+    def _separable(self) -> bool:
+        """True when the numba kernel is the separable one (which alone reads unpadded images)."""
+        return True
 
     def compute_float(self, block, out, flavour):
         """Write the float32 result for a float ``block`` into ``out``."""
@@ -176,6 +192,9 @@ class Filter(_FloatFilter):
     def effective_kernel(self) -> _kernels.Kernel:
         """The kernel as correlated: flipped for convolution."""
         return self.kernel.flipped() if self.flip else self.kernel
+
+    def _separable(self):
+        return self.effective_kernel.factors is not None
 
     def compute_numba(self, block, out, store, border=None):
         from ._numba import correlate_numba
