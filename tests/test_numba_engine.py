@@ -358,9 +358,10 @@ def test_unpadded_border_falls_back_when_it_cannot_read_in_place():
     assert not gaussian.compute_unpadded(image, out, "reflect", 0.0, "numpy")
     with make_engine("numba", workers=1) as eng, make_engine("numpy") as reference:
         # What the engine tells a batch deciding whether to write over the image.
-        assert not eng.pads(gaussian, image, border="wrap")
-        assert eng.pads(gaussian, image, border="constant", cval=300.0) and eng.pads(general, image)
-        assert not eng.pads(Invert(), image) and reference.pads(gaussian, image)
+        assert not eng.overwrite_is_free(gaussian, image, border="wrap")
+        assert eng.overwrite_is_free(gaussian, image, border="constant", cval=300.0)
+        assert eng.overwrite_is_free(general, image) and eng.overwrite_is_free(Invert(), image)
+        assert reference.overwrite_is_free(gaussian, image)
         got = eng.run(gaussian, image, border="constant", cval=300.0)
         np.testing.assert_array_equal(got, reference.run(gaussian, image, border="constant", cval=300.0))
         # out is the image itself: read through the padded copy, then overwritten

@@ -298,8 +298,8 @@ def _apply_bank(engine, ops: list[Operation], image, s: RunSettings):
     # Per-pixel policies run fused with the filter, tile by tile: no full-size float result.
     ops = [op.with_policy(s.policy or op.default_policy) for op in ops]
     outputs = []
-    overwrite = len(ops) == 1 and _can_overwrite(color, ops[0].out_dtype(color.dtype))
-    if overwrite and (not any(ops[0].halo) or engine.pads(ops[0], color, border=s.border, cval=s.cval)):
+    if (len(ops) == 1 and _can_overwrite(color, ops[0].out_dtype(color.dtype))
+            and engine.overwrite_is_free(ops[0], color, border=s.border, cval=s.cval)):
         # One op: write its result over the decoded pixels, which nothing else reads (the
         # padded copy, if any, is taken first). Saves allocating and faulting in a new image.
         # An engine that reads the border in place instead writes a new image: that costs

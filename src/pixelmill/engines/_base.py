@@ -77,10 +77,11 @@ class Engine:
             self.execute(op, padded, out)
         return out
 
-    def pads(self, op: Operation, image: np.ndarray, *, border: str = "nearest", cval: float = 0.0) -> bool:
-        """True when :meth:`run` makes a padded copy of ``image`` for ``op`` (so ``out`` may be
-        the image itself at no extra cost: it is read through the copy)."""
-        return any(op.halo)
+    def overwrite_is_free(self, op: Operation, image: np.ndarray, *, border: str = "nearest",
+                          cval: float = 0.0) -> bool:
+        """True when :meth:`run` of ``op`` with ``out=image`` costs no more than a new output:
+        elementwise operations, and engines that read the image through a padded copy."""
+        return True
 
     def execute(self, op: Operation, padded: np.ndarray, out: np.ndarray) -> None:
         """Fill ``out`` from the padded input. The serial default computes it in one piece."""

@@ -15,8 +15,9 @@ class NumbaEngine(Engine):
 
     ``execute`` runs the operation on the whole padded image with numba's own thread pool,
     one strip of output rows per thread; for separable filters and Sobel, ``run`` skips the
-    padded copy and the kernels read the border samples in place. Results are bit-identical for every ``workers``
-    value: each output sample is computed by the same arithmetic whichever thread owns it.
+    padded copy and the kernels read the border samples in place. Results are bit-identical
+    for every ``workers`` value: each output sample is computed by the same arithmetic
+    whichever thread owns it.
 
     The kernels are compiled on first use (a few seconds) and cached on disk, so later
     processes load them instead of compiling again.
@@ -57,9 +58,9 @@ class NumbaEngine(Engine):
                     return out
         return super().run(op, image, border=border, cval=cval, out=out)
 
-    def pads(self, op, image, *, border="nearest", cval=0.0):
-        out_dtype = op.out_dtype(image.dtype)
-        return any(op.halo) and not op.reads_unpadded(image, out_dtype, border, cval, self.flavour)
+    def overwrite_is_free(self, op, image, *, border="nearest", cval=0.0):
+        # Writing over the image forces the padded copy that run() otherwise skips.
+        return not op.reads_unpadded(image, op.out_dtype(image.dtype), border, cval, self.flavour)
 
     def execute(self, op, padded, out):
         """Fill ``out`` from ``padded`` with ``self.workers`` numba threads."""

@@ -19,7 +19,7 @@ class NumpyEngine(Engine):
     """Vectorised NumPy: one array operation per kernel tap, no per-pixel Python.
 
     The image is computed in strips of rows (:func:`~pixelmill.tiling.auto_tile_shape`, about
-    4 MB of output each), one after the other: the float work arrays of a strip are reused
+    1 MB of output each), one after the other: the float work arrays of a strip are reused
     for the next (see :mod:`pixelmill.ops._scratch`), so a 24 MP photo needs a few MB of them
     instead of several float copies of the whole image, and they stay warm in cache.
     """

@@ -58,26 +58,8 @@ def to_dtype(result: np.ndarray, dtype, *, policy: str = "clip") -> np.ndarray:
     dtype = np.dtype(dtype)
     if policy == "float32":
         return np.asarray(result, dtype=np.float32)
-    lo, hi = dtype_range(dtype)
     x = np.asarray(result, dtype=np.float32)
-    if policy == "abs":
-        x = np.abs(x)
-    elif policy == "shift":
-        x = x + np.float32((lo + hi + (1 if dtype.kind in "iu" else 0)) / 2)
-    elif policy == "normalize":
-        finite = x[np.isfinite(x)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-        if high > low:
-            x = (x - np.float32(low)) * np.float32((hi - lo) / (high - low)) + np.float32(lo)
-        else:
-            x = np.full_like(x, lo)
-    if dtype == np.bool_:
-        return np.clip(x, 0, 1) >= 0.5
-    if dtype.kind == "f":
-        return np.clip(x, lo, hi).astype(dtype)
-    out = np.rint(x, out=x if x is not result else None)
-    np.clip(out, lo, hi, out=out)
-    return out.astype(dtype)
+    return _convert(x, dtype, policy, owned=x is not result)
 
 
 def convert_into(work: np.ndarray, out: np.ndarray, policy: str) -> None:
@@ -91,15 +73,40 @@ def convert_into(work: np.ndarray, out: np.ndarray, policy: str) -> None:
     >>> out
     array([  0,   2, 255], dtype=uint8)
     """
-    dtype = out.dtype
-    if dtype.kind not in "iu" or policy not in ("clip", "abs", "shift") or work.dtype != np.float32:
-        out[...] = to_dtype(work, dtype, policy=policy)
+    if policy == "float32":
+        out[...] = work
         return
+    x = np.asarray(work, dtype=np.float32)
+    _convert(x, out.dtype, policy, owned=True, out=out)
+
+
+def _convert(x: np.ndarray, dtype: np.dtype, policy: str, *, owned: bool, out: np.ndarray | None = None):
+    """The policy's float32 steps on ``x``, then the conversion to ``dtype`` (into ``out`` when
+    given). ``owned``: ``x`` may be overwritten, so the steps run in place."""
     lo, hi = dtype_range(dtype)
     if policy == "abs":
-        np.abs(work, out=work)
+        x = np.abs(x, out=x if owned else None)
     elif policy == "shift":
-        np.add(work, np.float32((lo + hi + 1) / 2), out=work)
-    np.rint(work, out=work)
-    np.clip(work, lo, hi, out=work)
-    out[...] = work
+        x = np.add(x, np.float32((lo + hi + (1 if dtype.kind in "iu" else 0)) / 2), out=x if owned else None)
+    elif policy == "normalize":
+        finite = x[np.isfinite(x)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        if high > low:
+            x = (x - np.float32(low)) * np.float32((hi - lo) / (high - low)) + np.float32(lo)
+        else:
+            x = np.full_like(x, lo)
+    owned = owned or policy != "clip"  # every other policy made a new array
+    if dtype == np.bool_:
+        converted = np.clip(x, 0, 1) >= 0.5
+    elif dtype.kind == "f":
+        converted = np.clip(x, lo, hi).astype(dtype)
+    else:
+        x = np.rint(x, out=x if owned else None)
+        np.clip(x, lo, hi, out=x)
+        if out is None:
+            return x.astype(dtype)
+        converted = x
+    if out is None:
+        return converted
+    out[...] = converted
+    return out

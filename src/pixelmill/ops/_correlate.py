@@ -63,13 +63,12 @@ def correlate_numpy(
         for b, wt in enumerate(row):
             np.multiply(block[:, b : b + w], dtype.type(wt), out=product)
             tmp += product
-        acc = scratch("correlate.sum", out.shape, dtype)
-        acc.fill(0)
+        # The column pass sums straight into ``out`` (its dtype is the work dtype here).
+        out.fill(0)
         product = product[:h]
         for a, wt in enumerate(column):
             np.multiply(tmp[a : a + h], dtype.type(wt), out=product)
-            acc += product
-        out[...] = acc
+            out += product
         return
     kh, kw = weights.shape
     acc = scratch("correlate.sum64", out.shape, np.float64)

@@ -283,6 +283,7 @@ def _correlate_separable(image, edges, column, row, out, step, n_strips, chunk, 
         # Row-pass results of input rows r .. r + kh - 1, input row r kept in slot r % kh.
         ring = np.empty((kh, width), dtype=np.float32)
         line = np.empty(width, dtype=np.float32)
+        # Border taps of one row: lpad or rpad outputs (edges[4], edges[5]) plus the span.
         seg = np.empty(max(edges[4], edges[5]) + (row.shape[0] - 1) * step, dtype=image.dtype)
         for c0 in range(0, n, chunk):
             m = min(chunk, n - c0)
@@ -309,6 +310,7 @@ def _sobel(image, edges, x_column, x_row, y_column, y_row, out, step, n_strips, 
         ring_y = np.empty((kh, width), dtype=np.float32)
         gx = np.empty(width, dtype=np.float32)
         gy = np.empty(width, dtype=np.float32)
+        # Border taps of one row: lpad or rpad outputs (edges[4], edges[5]) plus the span.
         seg = np.empty(max(edges[4], edges[5]) + (x_row.shape[0] - 1) * step, dtype=image.dtype)
         for c0 in range(0, n, chunk):
             m = min(chunk, n - c0)

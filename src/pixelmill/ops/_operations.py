@@ -130,24 +130,28 @@ class _FloatFilter(Operation):
         convert_into(result, out, self.policy)
 
     def reads_unpadded(self, image, out_dtype, border, cval, flavour):
+        return self._unpadded_store(image, out_dtype, border, cval, flavour) is not None
+
+    def compute_unpadded(self, image, out, border, cval, flavour):
+        store = self._unpadded_store(image, out.dtype, border, cval, flavour)
+        if store is None:
+            return False
+        self.compute_numba(image, out, store, (self.halo, border, cval))
+        return True
+
+    def _unpadded_store(self, image, out_dtype, border, cval, flavour):
+        """The numba store code when the kernels can read ``image`` unpadded, else None."""
         # The numba kernels that store the image dtype themselves can read the border in
         # place (separable filters and Sobel): a 24 MP photo then needs no padded copy (a
         # fifth of a Gaussian's time).
         if flavour != "numba" or image.ndim not in (2, 3) or not self._separable():
-            return False
+            return None
         top, bottom, left, right = self.halo
         if image.shape[1] <= left + right or tiling.pad_dtype(image.dtype, np.float32, border, cval) != image.dtype:
-            return False
+            return None
         from ._numba import store_code
 
-        return store_code(out_dtype, self.policy) is not None
-
-    def compute_unpadded(self, image, out, border, cval, flavour):
-        if not self.reads_unpadded(image, out.dtype, border, cval, flavour):
-            return False
-        from ._numba import store_code
-
-        return self.compute_numba(image, out, store_code(out.dtype, self.policy), (self.halo, border, cval))
+        return store_code(out_dtype, self.policy)
 
     def _separable(self) -> bool:
         """True when the numba kernel is the separable one (which alone reads unpadded images)."""
@@ -157,10 +161,10 @@ class _FloatFilter(Operation):
         """Write the float32 result for a float ``block`` into ``out``."""
         raise NotImplementedError
 
-    def compute_numba(self, block, out, store, border=None) -> bool:
+    def compute_numba(self, block, out, store, border=None) -> None:
         """The numba flavour, reading ``block`` in its own dtype and storing by ``store``;
-        with ``border`` (``(halo, mode, cval)``) ``block`` is the unpadded image, and False
-        means this kernel cannot read it so."""
+        with ``border`` (``(halo, mode, cval)``) ``block`` is the unpadded image (separable
+        kernels only, see :meth:`_separable`)."""
         raise NotImplementedError
 
 
@@ -201,15 +205,12 @@ class Filter(_FloatFilter):
 
         k = self.effective_kernel
         if k.factors is None:
-            if border is not None:  # only the separable kernel reads an unpadded image
-                return False
             # Few distinct weights (disk, box, ring) on 8/16-bit images: exact level sums.
             from ._numba_levels import correlate_levels_numba
 
             if correlate_levels_numba(block, k.weights, out, store):
-                return True
+                return
         correlate_numba(block, k.weights, out, k.factors, store, border)
-        return True
 
     def compute_float(self, block, out, flavour):
         k = self.effective_kernel
@@ -250,4 +251,3 @@ class SobelMagnitude(_FloatFilter):
 
         factors = _SOBEL_X.effective_kernel.factors, _SOBEL_Y.effective_kernel.factors
         sobel_numba(block, *factors, out, store, border)
-        return True
