@@ -20,6 +20,7 @@ ndi = pytest.importorskip("scipy.ndimage")
 import pixelmill  # noqa: E402
 from pixelmill import kernels, tiling  # noqa: E402
 from pixelmill.engines import available_engines, make_engine  # noqa: E402
+from pixelmill.engines._numba import BAND_BYTES  # noqa: E402
 from pixelmill.ops import Filter, Invert  # noqa: E402
 from pixelmill.ops._numba import store_code  # noqa: E402
 
@@ -364,10 +365,39 @@ def test_unpadded_border_falls_back_when_it_cannot_read_in_place():
         assert reference.overwrite_is_free(gaussian, image)
         got = eng.run(gaussian, image, border="constant", cval=300.0)
         np.testing.assert_array_equal(got, reference.run(gaussian, image, border="constant", cval=300.0))
-        # out is the image itself: read through the padded copy, then overwritten
-        want = reference.run(gaussian, image, border="wrap")
-        assert eng.run(gaussian, image, border="wrap", out=image) is image
-        np.testing.assert_array_equal(image, want)
+        # out is the image itself, of more than one band, with a wrap border (whose last
+        # bands read the first rows again): read through the padded copy, then overwritten
+        tall = _image((2 * BAND_BYTES // 9 + 3, 9), np.uint8)
+        want = reference.run(gaussian, tall, border="wrap")
+        assert eng.run(gaussian, tall, border="wrap", out=tall) is tall
+        np.testing.assert_array_equal(tall, want)
+
+
+@pytest.mark.parametrize("border", BORDERS)
+@pytest.mark.parametrize("name", ["gaussian-5", "even-sep-4x2", "even-sep-signed-2x6", "sobel"])
+@pytest.mark.parametrize("rows", [1, 3, 7, 40], ids=lambda r: f"{r}-rows-per-band")
+def test_writing_over_the_image_band_by_band_equals_a_new_output(monkeypatch, border, name, rows):
+    from dataclasses import replace
+
+    from pixelmill.engines import _numba as numba_engine
+    from pixelmill.ops import SobelMagnitude
+
+    op = SobelMagnitude(policy="clip") if name == "sobel" else replace(Filter(KERNELS[name][0]), policy="clip")
+    image = _image((37, 11, 3), np.uint8, seed=rows)
+    # Bands of `rows` rows (at least the halo's height + 1), so a small image has many.
+    monkeypatch.setattr(numba_engine, "BAND_BYTES", rows * image[0].size)
+    with make_engine("numba", workers=2) as eng, make_engine("numpy") as reference:
+        want = reference.run(op, image, border=border, cval=7.0)
+        work = image.copy()
+        # wrap: the last bands read the first rows again, unless one band holds the image
+        assert (eng._band_rows(op, work, work.dtype, border) is not None) == (border != "wrap" or rows >= len(image))
+        assert eng.run(op, work, border=border, cval=7.0, out=work) is work
+        np.testing.assert_array_equal(work, want)
+        # an output overlapping the image one row lower is not the image: padded copy first
+        both = np.empty((len(image) + 1,) + image.shape[1:], dtype=image.dtype)
+        both[:-1] = image
+        eng.run(op, both[:-1], border=border, cval=7.0, out=both[1:])
+        np.testing.assert_array_equal(both[1:], want)
 
 
 # -- invert -----------------------------------------------------------------------------------

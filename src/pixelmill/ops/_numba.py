@@ -435,11 +435,12 @@ def correlate_numba(
         column pass in float32. Without it, each output sample accumulates in float64.
     store : tuple, optional
         From :func:`store_code`: how the float32 result is stored into ``out``.
-    border : (halo, str, float), optional
+    border : (halo, str, float) or (halo, str, float, int), optional
         ``(halo, mode, cval)``: ``block`` is not padded; the ``halo`` (top, bottom, left,
         right) around it follows the border rule ``mode`` (:func:`..tiling.border_indices`),
         read in place, so no padded copy of the image is made. Only with ``factors``;
-        ``cval`` must be exact in the image dtype.
+        ``cval`` must be exact in the image dtype. A fourth item ``first`` makes ``out``
+        the image's output rows ``first .. first + len(out) - 1`` (a band).
 
     Examples
     --------
@@ -473,7 +474,7 @@ def correlate_numba(
             # The NumPy flavour multiplies by float32(wt): round the factors the same way.
             column, row = (np.ascontiguousarray(f, dtype=np.float32) for f in factors)
             chunk = max(CHUNK, RING_BYTES // (kh * 4))
-            edges = _edges(src, channels, border)
+            edges = _edges(src, channels, border, dst.shape[0])
             _correlate_separable(src, edges, column, row, dst, channels, n_strips, chunk, *storing)
         else:
             weights64 = np.ascontiguousarray(weights, dtype=np.float64)
@@ -482,7 +483,7 @@ def correlate_numba(
     _on_rows(block, out, run)
 
 
-def _edges(src: np.ndarray, channels: int, border) -> tuple:
+def _edges(src: np.ndarray, channels: int, border, out_rows: int) -> tuple:
     """How :func:`_ring_row` finds padded row ``r``, column sample ``p`` in ``src`` (2-D, rows x
     samples): ``(rows_map, const_row, left_map, right_map, lpad, rpad, cval)``.
 
@@ -494,12 +495,13 @@ def _edges(src: np.ndarray, channels: int, border) -> tuple:
     if border is None:
         rows = np.arange(src.shape[0], dtype=np.int64)
         return rows, src[0, :0], samples, samples, 0, 0, src.dtype.type(0)
-    (top, bottom, left, right), mode, cval = border
+    (top, bottom, left, right), mode, cval, *band = border
+    first = band[0] if band else 0
     h, n = src.shape
     w = n // channels
     if w <= left + right:
         raise ValueError(f"an unpadded block needs more columns than the halo's {left + right}, not {w}")
-    rows = border_indices(h, top, bottom, mode)
+    rows = border_indices(h, top, bottom, mode)[first : first + out_rows + top + bottom]
     cols = border_indices(w, left, right, mode)
     # Per sample: column index * channels + channel, or -1 (constant) for every channel.
     by_sample = np.where(cols[:, None] >= 0, cols[:, None] * channels + np.arange(channels), -1).ravel()
@@ -540,7 +542,7 @@ def sobel_numba(block, x_factors, y_factors, out, store=(STORE_FLOAT, 0.0, 0.0, 
     chunk = max(CHUNK, RING_BYTES // (2 * kh * 4))
 
     def run(src, dst, channels):
-        edges = _edges(src, channels, border)
+        edges = _edges(src, channels, border, dst.shape[0])
         _sobel(src, edges, *f32, dst, channels, _strips(dst.shape[0], kh), chunk, *_store_args(store))
 
     _on_rows(block, out, run)
