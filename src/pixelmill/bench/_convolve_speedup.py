@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._harness import Group, apply_measurement, measure
+from ._harness import Group, apply_measurement, measure, pair_with_delegate
 from ._records import Record
 
 NAME = "convolve-speedup"
@@ -98,12 +98,14 @@ def run_method(spec: dict) -> list[Record]:
         ref = spec["refs"][op_spec]
         reference = load_array(ref["npy"], mmap=True)
         for w in spec["workers"]:
+            rec = Record(suite=NAME, method=spec["method"], kind="engine", case=op.label, size=spec["mp"],
+                         size_unit="MP", workers=w)
             with make_engine(spec["method"], w) as engine:
                 m = measure(lambda: engine.run(op, image, border=BORDER), repeats=spec["repeats"],
                             warmup=spec["warmup"], budget_s=spec["budget_s"])
                 chose = getattr(engine, "last_choice", None)
-            rec = Record(suite=NAME, method=spec["method"], kind="engine", case=op.label, size=spec["mp"],
-                         size_unit="MP", workers=w)
+                pair_with_delegate(rec, engine, lambda e: e.run(op, image, border=BORDER), runs=len(m.times),
+                                   budget_s=spec["budget_s"])
             apply_measurement(rec, m, megapixels=spec["mp"])
             rec.set_check(max_mean_abs(m.result, reference), tolerance=ref["tolerance"], reference=ref["name"])
             rec.notes = ("Engine.run on the whole image; warm-up run includes pool start-up/JIT (warmup_s)"

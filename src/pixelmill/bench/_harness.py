@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -171,7 +172,7 @@ class BenchOptions:
             "sigma": self.sigma,
             "image_mp": image_mp,
             "bank_mp": self.bank_mp if self.bank_mp is not None else (1.0 if q else 6.0),
-            "batch_images": self.batch_images or (12 if q else 50),
+            "batch_images": self.batch_images or (12 if q else 200),
             "engines": engines,
             "isolate": self.isolate,
             "seed": self.seed,
@@ -417,6 +418,33 @@ def measure(fn: Callable[[], object], *, repeats: int, warmup: int = 1, budget_s
                     n = max(1, min(n, int(budget_s // times[0])))
     return Measurement(times, warmup_s, probe.peak_mb, probe.before_mb, result if keep_result else None,
                        processes=probe.most_processes)
+
+
+def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *, runs: int,
+                       budget_s: float | None = None) -> Record:
+    """For an ``auto`` record: time ``work(engine)`` and ``work(the engine auto went to)`` in
+    turn, in this process, and keep the ratio of their medians in ``rec.auto_paired``.
+
+    Two methods timed in different processes minutes apart differ by 10-40% on a shared
+    machine even when they run the same code; alternating the two here (ABBA order) leaves
+    ``auto``'s own cost: choosing, dispatching, and nothing of the machine's drift. Other
+    engines, and calls ``auto`` split over several engines, leave ``rec`` as it is.
+    """
+    delegate, choice = getattr(engine, "last_engine", None), getattr(engine, "last_choice", None)
+    if delegate is None or choice is None:
+        return rec
+    times: dict[str, list[float]] = {"auto": [], "direct": []}
+    start = time.perf_counter()
+    for k in range(max(1, runs)):
+        for who in ("auto", "direct") if k % 2 == 0 else ("direct", "auto"):
+            t0 = time.perf_counter()
+            work(engine if who == "auto" else delegate)
+            times[who].append(time.perf_counter() - t0)
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            break
+    rec.auto_ran = choice.label
+    rec.auto_paired = statistics.median(times["auto"]) / statistics.median(times["direct"])
+    return rec
 
 
 def apply_measurement(rec: Record, m: Measurement, *, megapixels: float | None = None) -> Record:

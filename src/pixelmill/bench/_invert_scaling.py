@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from ._harness import Group, apply_measurement, measure
+from ._harness import Group, apply_measurement, measure, pair_with_delegate
 from ._records import Record
 
 NAME = "invert-scaling"
@@ -136,6 +136,8 @@ def _run_engine(spec, images, mps) -> list[Record]:
             m = measure(lambda: list(engine.map(_invert_item, items)), repeats=spec["repeats"],
                         warmup=spec["warmup"], budget_s=spec["budget_s"])
             rec = apply_measurement(_record(spec, n, workers=workers), m, megapixels=sum(mps[:n]))
+            pair_with_delegate(rec, engine, lambda e: list(e.map(_invert_item, items)), runs=len(m.times),
+                               budget_s=spec["budget_s"])
             outs = [out for _, out in sorted(m.result, key=lambda r: r[0])]
             _check(rec, images[:n], outs)
             rec.notes = f"Engine.map over the images, warm pool ({workers} worker{'s' if workers > 1 else ''})"

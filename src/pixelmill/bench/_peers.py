@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ._harness import Group, apply_measurement, measure
+from ._harness import Group, apply_measurement, measure, pair_with_delegate
 from ._records import Record
 
 NAME = "peers"
@@ -284,12 +284,13 @@ def run_method(spec: dict) -> list[Record]:
                 continue
             note = f"{note} ({version})" if version else note
         for w in spec["workers"]:
+            rec = rec_for(op_spec, w)
             if spec["kind"] == "peer":
                 set_threads(method, w)
                 m = measure(lambda: fn(image), repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"])
             else:
-                m, margin, note = _measure_pixelmill(spec, method, op_spec, image, w)
-            rec = apply_measurement(rec_for(op_spec, w), m, megapixels=spec["mp"])
+                m, margin, note = _measure_pixelmill(spec, method, op_spec, image, w, rec)
+            apply_measurement(rec, m, megapixels=spec["mp"])
             out = m.result
             if out.shape != reference.shape or out.dtype != np.uint8:
                 rec.set_check((float("inf"), float("inf")), tolerance=ref["tolerance"], reference=ref["name"])
@@ -303,16 +304,20 @@ def run_method(spec: dict) -> list[Record]:
     return records
 
 
-def _measure_pixelmill(spec, engine_name, op_spec, image, workers):
+def _measure_pixelmill(spec, engine_name, op_spec, image, workers, rec):
     from ..engines import make_engine
     from ._ops import BORDER, make_op, uint8_result
 
     op = make_op(op_spec)
     op = op.with_policy(op.default_policy)  # what the API's policy= does: uint8 out, tile by tile
+
+    def work(e):
+        return uint8_result(e.run(op, image, border=BORDER), op_spec)
+
     with make_engine(engine_name, workers) as engine:
-        m = measure(lambda: uint8_result(engine.run(op, image, border=BORDER), op_spec), repeats=spec["repeats"],
-                    warmup=spec["warmup"], budget_s=spec["budget_s"])
+        m = measure(lambda: work(engine), repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"])
         chose = getattr(engine, "last_choice", None)
+        pair_with_delegate(rec, engine, work, runs=len(m.times), budget_s=spec["budget_s"])
     return m, 0, ("pixelmill Engine.run with the default policy (uint8 out), a new output array per run"
                   + (f"; auto ran {chose.label}" if chose else ""))
 

@@ -79,6 +79,11 @@ class Record:
         True when the time was measured on a subsample and scaled (``notes`` says how).
     status : str
         ``ok``, ``error``, ``not installed``, ``unsupported`` or ``skipped``.
+    auto_ran : str
+        For ``auto``: the engine and workers its calls went to.
+    auto_paired : float or None
+        For ``auto``: its median time over that engine's, both timed alternately in the same
+        process (:func:`._harness.pair_with_delegate`), so drift between runs cancels.
     notes : str
         Anything a reader needs to interpret the row (semantics that differ, subsamples...).
     """
@@ -110,6 +115,8 @@ class Record:
     reference: str = ""
     extrapolated: bool = False
     status: str = "ok"
+    auto_ran: str = ""
+    auto_paired: float | None = None
     notes: str = ""
     times_s: list[float] = field(default_factory=list)
 
