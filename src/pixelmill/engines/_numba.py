@@ -7,11 +7,7 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
-from ..ops._scratch import scratch
 from ._base import Engine
-
-#: Size of the bands a result is written over its image in (see NumbaEngine._in_bands).
-BAND_BYTES = 4 << 20
 
 
 class NumbaEngine(Engine):
@@ -53,59 +49,15 @@ class NumbaEngine(Engine):
 
     def run(self, op, image, *, border="nearest", cval=0.0, out=None):
         """As :meth:`Engine.run`; the separable filters and Sobel read the image's border in
-        place instead of padding a copy first. Into the image itself (``out=image``) they
-        write band by band, each band once the next no longer reads it, so the image is
-        never held twice."""
+        place instead of padding a copy first, also when ``out`` is the image itself (the
+        kernels then keep aside the few rows they read after writing over them)."""
         if out is None:
             out = np.empty(image.shape, dtype=op.out_dtype(image.dtype))
-        if out.size and op.reads_unpadded(image, out.dtype, border, cval, self.flavour):
-            if not np.may_share_memory(out, image):
-                with self._threads():
-                    op.compute_unpadded(image, out, border, cval, self.flavour)
-                return out
-            if self._in_bands(op, image, out, border, cval):
-                return out
+        if out.size and (out is image or not np.may_share_memory(out, image)):
+            with self._threads():
+                if op.compute_unpadded(image, out, border, cval, self.flavour):
+                    return out
         return super().run(op, image, border=border, cval=cval, out=out)
-
-    def overwrite_is_free(self, op, image, *, border="nearest", cval=0.0):
-        # Band by band or through the padded copy, writing over the image costs a copy of
-        # the result that a new output does not (measured on 24 MP: 84 ms against 71).
-        return not op.reads_unpadded(image, op.out_dtype(image.dtype), border, cval, self.flavour)
-
-    def _band_rows(self, op, image, out_dtype, border) -> int | None:
-        """Rows per band for writing ``op``'s result over ``image``, or None when bands
-        cannot: the last bands of a ``wrap`` border read the first rows again."""
-        top, bottom = op.halo[:2]
-        rows = max(top + bottom + 1, BAND_BYTES // max(1, image[0].size * np.dtype(out_dtype).itemsize))
-        if border == "wrap" and image.shape[0] > rows:
-            return None
-        return rows
-
-    def _in_bands(self, op, image, out, border, cval) -> bool:
-        """``op``'s result written over ``image`` (``out`` is the image): each band is
-        computed into a buffer and copied over the image one band later. A band reads the
-        image's rows up to a halo above and below it (and, for the mirrored borders, rows
-        within a halo of the edges); once the next band is computed, none of the band's own
-        rows is read again. False when ``out`` is not exactly the image, or bands cannot."""
-        same = (out.shape == image.shape and out.strides == image.strides
-                and out.__array_interface__["data"][0] == image.__array_interface__["data"][0])
-        rows = self._band_rows(op, image, out.dtype, border) if same else None
-        if rows is None:
-            return False
-        h = image.shape[0]
-        # Reused from call to call (a library of photos): faulted in once.
-        buffers = [scratch(f"numba.band{k}", (min(rows, h),) + image.shape[1:], out.dtype)
-                   for k in range(2 if h > rows else 1)]
-        pending = None
-        with self._threads():
-            for k, first in enumerate(range(0, h, rows)):
-                band = buffers[k % len(buffers)][: min(rows, h - first)]
-                op.compute_unpadded(image, band, border, cval, self.flavour, first_row=first)
-                if pending is not None:
-                    out[pending[0] : pending[0] + len(pending[1])] = pending[1]
-                pending = (first, band)
-            out[pending[0] : pending[0] + len(pending[1])] = pending[1]
-        return True
 
     def execute(self, op, padded, out):
         """Fill ``out`` from ``padded`` with ``self.workers`` numba threads."""

@@ -247,9 +247,14 @@ def _ring_row(image, edges, r, c0, m, weights, step, dst, seg):
     (samples), reading ``image`` through ``edges`` (see :func:`_edges`). Outputs whose taps
     all fall inside the image read it directly; the few at the left and right borders read
     their taps gathered into ``seg`` (scratch) by the border rule."""
-    rows_map, const_row, left_map, right_map, lpad, rpad, cval = edges
+    rows_map, const_row, left_map, right_map, lpad, rpad, cval, saved = edges
     source = rows_map[r]
-    src = image[source] if source >= 0 else const_row
+    if source >= 0:
+        src = image[source]
+    elif source == -1:
+        src = const_row
+    else:
+        src = saved[-2 - source]
     span = (weights.shape[0] - 1) * step
     n_out = src.shape[0] + lpad + rpad - span
     right0 = n_out - rpad
@@ -429,18 +434,18 @@ def correlate_numba(
         kh x kw float64 weights (already flipped for convolution).
     out : ndarray
         H x W [x C], written in place: float32, or the dtype ``store`` converts to. It must
-        not overlap an unpadded ``block``.
+        not overlap an unpadded ``block``, unless it is that very array (the result is then
+        written over the image as the kernels go, see :func:`_edges`).
     factors : (ndarray, ndarray), optional
         ``(column, row)`` with ``outer(column, row) == weights``: run as a row pass then a
         column pass in float32. Without it, each output sample accumulates in float64.
     store : tuple, optional
         From :func:`store_code`: how the float32 result is stored into ``out``.
-    border : (halo, str, float) or (halo, str, float, int), optional
+    border : (halo, str, float), optional
         ``(halo, mode, cval)``: ``block`` is not padded; the ``halo`` (top, bottom, left,
         right) around it follows the border rule ``mode`` (:func:`..tiling.border_indices`),
         read in place, so no padded copy of the image is made. Only with ``factors``;
-        ``cval`` must be exact in the image dtype. A fourth item ``first`` makes ``out``
-        the image's output rows ``first .. first + len(out) - 1`` (a band).
+        ``cval`` must be exact in the image dtype.
 
     Examples
     --------
@@ -474,7 +479,8 @@ def correlate_numba(
             # The NumPy flavour multiplies by float32(wt): round the factors the same way.
             column, row = (np.ascontiguousarray(f, dtype=np.float32) for f in factors)
             chunk = max(CHUNK, RING_BYTES // (kh * 4))
-            edges = _edges(src, channels, border, dst.shape[0])
+            edges = _edges(src, channels, border, kh, n_strips if _same(src, dst) else 0)
+            chunk = src.shape[1] if edges[-1].shape[0] else chunk
             _correlate_separable(src, edges, column, row, dst, channels, n_strips, chunk, *storing)
         else:
             weights64 = np.ascontiguousarray(weights, dtype=np.float64)
@@ -483,25 +489,35 @@ def correlate_numba(
     _on_rows(block, out, run)
 
 
-def _edges(src: np.ndarray, channels: int, border, out_rows: int) -> tuple:
+def _edges(src: np.ndarray, channels: int, border, kh: int = 1, in_place_strips: int = 0) -> tuple:
     """How :func:`_ring_row` finds padded row ``r``, column sample ``p`` in ``src`` (2-D, rows x
-    samples): ``(rows_map, const_row, left_map, right_map, lpad, rpad, cval)``.
+    samples): ``(rows_map, const_row, left_map, right_map, lpad, rpad, cval, saved)``.
 
-    ``rows_map[r]`` is a row of ``src`` (or -1: ``const_row``, all ``cval``); the first
-    ``lpad`` and last ``rpad`` output samples of a row read their taps through ``left_map``
-    / ``right_map`` (a sample of the row, or -1: ``cval``). A padded ``src`` (``border`` None)
-    is read as it is: every row is its own, no border samples."""
+    ``rows_map[r]`` is a row of ``src``, or -1: ``const_row`` (all ``cval``), or ``-2 - k``:
+    ``saved[k]``; the first ``lpad`` and last ``rpad`` output samples of a row read their taps
+    through ``left_map`` / ``right_map`` (a sample of the row, or -1: ``cval``). A padded
+    ``src`` (``border`` None) is read as it is: every row is its own, no border samples.
+
+    ``in_place_strips``: the result is written over ``src`` by that many strips (one chunk
+    the width of the row, so a row is read whole before its output row is written). A strip
+    reads padded row ``r`` just before writing output row ``r - kh + 1`` (its first rows at
+    its start); the image row behind it is still the input then only if the same strip
+    writes it, and not earlier. The other rows (halos shared with the next strip, mirrored
+    and wrapped rows) are read from ``saved``, copied beforehand: a few rows per strip."""
     samples = np.empty(0, dtype=np.int64)
+    none_saved = src[:0]
     if border is None:
         rows = np.arange(src.shape[0], dtype=np.int64)
-        return rows, src[0, :0], samples, samples, 0, 0, src.dtype.type(0)
-    (top, bottom, left, right), mode, cval, *band = border
-    first = band[0] if band else 0
+        return rows, src[0, :0], samples, samples, 0, 0, src.dtype.type(0), none_saved
+    (top, bottom, left, right), mode, cval = border
     h, n = src.shape
     w = n // channels
     if w <= left + right:
         raise ValueError(f"an unpadded block needs more columns than the halo's {left + right}, not {w}")
-    rows = border_indices(h, top, bottom, mode)[first : first + out_rows + top + bottom]
+    rows = border_indices(h, top, bottom, mode)
+    saved = none_saved
+    if in_place_strips:
+        rows, saved = _redirect_overwritten(src, rows, kh, in_place_strips)
     cols = border_indices(w, left, right, mode)
     # Per sample: column index * channels + channel, or -1 (constant) for every channel.
     by_sample = np.where(cols[:, None] >= 0, cols[:, None] * channels + np.arange(channels), -1).ravel()
@@ -510,7 +526,36 @@ def _edges(src: np.ndarray, channels: int, border, out_rows: int) -> tuple:
     lpad, rpad = left * channels, right * channels
     left_map = by_sample[: 2 * lpad + rpad]
     right_map = by_sample[(w - right) * channels :]
-    return rows, const_row, left_map, right_map, lpad, rpad, cval
+    return rows, const_row, left_map, right_map, lpad, rpad, cval, saved
+
+
+def _redirect_overwritten(src, rows, kh, n_strips):
+    """``rows`` (padded row -> image row) with every row that may be overwritten before some
+    strip reads it sent to a saved copy (see :func:`_edges`); and that copy, with at least
+    one row (an empty ``saved`` means "not in place")."""
+    h = src.shape[0]
+    bounds = [s * h // n_strips for s in range(n_strips + 1)]
+    owner = np.repeat(np.arange(n_strips), np.diff(bounds))
+    unsafe = np.zeros(len(rows), dtype=bool)
+    for s in range(n_strips):
+        r0, r1 = bounds[s], bounds[s + 1]
+        p = np.arange(r0, r1 + kh - 1)
+        q = rows[p]
+        read_at = np.maximum(r0, p - (kh - 1))
+        # Safe: the row is this strip's, and its output row is written at the read or later.
+        safe = (q < 0) | ((owner[np.maximum(q, 0)] == s) & (q >= read_at))
+        unsafe[p[~safe]] = True
+    moved = np.flatnonzero(unsafe)
+    saved = src[rows[moved]] if len(moved) else src[:1].copy()
+    rows = rows.copy()
+    rows[moved] = -2 - np.arange(len(moved))
+    return rows, saved
+
+
+def _same(src: np.ndarray, dst: np.ndarray) -> bool:
+    """True when ``dst`` is ``src`` itself (the same rows and samples, not just overlapping)."""
+    return (src.shape == dst.shape and src.strides == dst.strides and src.dtype.itemsize == dst.dtype.itemsize
+            and src.__array_interface__["data"][0] == dst.__array_interface__["data"][0])
 
 
 def _store_args(store) -> tuple:
@@ -542,7 +587,9 @@ def sobel_numba(block, x_factors, y_factors, out, store=(STORE_FLOAT, 0.0, 0.0, 
     chunk = max(CHUNK, RING_BYTES // (2 * kh * 4))
 
     def run(src, dst, channels):
-        edges = _edges(src, channels, border, dst.shape[0])
-        _sobel(src, edges, *f32, dst, channels, _strips(dst.shape[0], kh), chunk, *_store_args(store))
+        n_strips = _strips(dst.shape[0], kh)
+        edges = _edges(src, channels, border, kh, n_strips if _same(src, dst) else 0)
+        width = src.shape[1] if edges[-1].shape[0] else chunk
+        _sobel(src, edges, *f32, dst, channels, n_strips, width, *_store_args(store))
 
     _on_rows(block, out, run)

@@ -49,13 +49,11 @@ class Operation:
         """True when :meth:`compute_unpadded` can run for these arguments."""
         return False
 
-    def compute_unpadded(self, image: np.ndarray, out: np.ndarray, border: str, cval: float, flavour: str,
-                         first_row: int = 0) -> bool:
+    def compute_unpadded(self, image: np.ndarray, out: np.ndarray, border: str, cval: float, flavour: str) -> bool:
         """Write the result for the *unpadded* ``image`` into ``out``, reading the samples
         outside it by the border rule in place of a padded copy; False when this operation
         cannot for these arguments (:meth:`reads_unpadded`), and the caller pads. ``out``
-        must not overlap ``image``; it may be a band of the result: output rows
-        ``first_row .. first_row + len(out) - 1``."""
+        must not overlap ``image``, unless it is ``image`` itself."""
         return False
 
     def with_policy(self, policy: str | None) -> Operation:
@@ -134,11 +132,11 @@ class _FloatFilter(Operation):
     def reads_unpadded(self, image, out_dtype, border, cval, flavour):
         return self._unpadded_store(image, out_dtype, border, cval, flavour) is not None
 
-    def compute_unpadded(self, image, out, border, cval, flavour, first_row=0):
+    def compute_unpadded(self, image, out, border, cval, flavour):
         store = self._unpadded_store(image, out.dtype, border, cval, flavour)
         if store is None:
             return False
-        self.compute_numba(image, out, store, (self.halo, border, cval, first_row))
+        self.compute_numba(image, out, store, (self.halo, border, cval))
         return True
 
     def _unpadded_store(self, image, out_dtype, border, cval, flavour):
