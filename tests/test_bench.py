@@ -329,7 +329,8 @@ def test_batch_targets_are_measured(run):
 
 
 def test_batch_memory_budget_from_the_library(run, library):
-    """The bound's parts: the largest image measured from the files, the constant from its record."""
+    """The bound's parts: the largest image measured from the files, the constant from each
+    engine run's own tiny-image run (at least a fresh Python process's memory)."""
     from pixelmill.bench._batch import python_processes
 
     mem = run.document["analysis"]["batch"]["memory"]
@@ -346,7 +347,8 @@ def test_batch_memory_budget_from_the_library(run, library):
     for row in mem["rows"]:
         rec = next(r for r in engines if (r.method, r.case) == (row["method"], row["case"]))
         assert row["processes"] == python_processes(rec) >= 1
-        assert row["bound_mb"] == pytest.approx(2 * largest + row["processes"] * constant.peak_rss_mb)
+        assert row["measured_constant"] and constant.peak_rss_mb < rec.constant_rss_mb < 2000
+        assert row["bound_mb"] == pytest.approx(2 * largest + rec.constant_rss_mb)
         assert row["ratio"] == pytest.approx(rec.peak_rss_mb / row["bound_mb"])
     worst = max(mem["rows"], key=lambda x: x["ratio"])
     target = next(t for t in run.document["targets"] if t["id"] == "batch-memory")
@@ -411,3 +413,57 @@ def test_memory_probe_counts_pool_workers():
     with MemoryProbe() as counted, multiprocessing.get_context("fork").Pool(2) as pool:
         pool.map(_time.sleep, [0.15, 0.15])
     assert counted.most_processes - before.most_processes >= 2
+
+
+def _engine_rec(suite, method, median, *, workers=2, auto_ran="", auto_paired=None):
+    r = Record(suite=suite, method=method, kind="engine", case="gaussian-5-1", size=24.0, size_unit="MP",
+               workers=workers, auto_ran=auto_ran, auto_paired=auto_paired).set_times([median])
+    r.set_check((0.0, 0.0), tolerance=0, reference="x")
+    return r
+
+
+def test_auto_target_takes_autos_own_cost_from_the_paired_runs():
+    """auto against the best engine: the chosen engine's record over the best one's, times
+    auto's overhead measured in turn with that engine; without a pairing, the medians."""
+    from pixelmill.bench._targets import _auto_vs_best
+
+    best = _engine_rec("s", "numba", 1.0)
+    slower = _engine_rec("s", "threads", 1.5)
+    # auto ran the best engine; its separate process drifted 30% but in turn it cost 2% more
+    ratio, detail = _auto_vs_best([best, slower, _engine_rec("s", "auto", 1.3, auto_ran="numba (2 workers)",
+                                                               auto_paired=1.02)], {}, {})
+    assert ratio == pytest.approx(1.02) and "the best engine itself" in detail and "1.30" in detail
+    # auto ran the slower engine: its choice costs the 1.5x, whatever its own process measured
+    ratio, detail = _auto_vs_best([best, slower, _engine_rec("s", "auto", 1.0, auto_ran="threads (2 workers)",
+                                                               auto_paired=1.1)], {}, {})
+    assert ratio == pytest.approx(1.65) and "threads (2 workers)" in detail
+    # no pairing (or tiles the rival did not use): the two medians as they are
+    for auto in (_engine_rec("s", "auto", 1.3),
+                 _engine_rec("s", "auto", 1.3, auto_ran="numba (2 workers, 4 MiB tiles)", auto_paired=1.0)):
+        ratio, _ = _auto_vs_best([best, slower, auto], {}, {})
+        assert ratio == pytest.approx(1.3)
+
+
+def test_pairing_times_auto_in_turn_with_the_engine_it_ran():
+    from pixelmill.bench._harness import pair_with_delegate
+    from pixelmill.calibration import Calibration
+    from pixelmill.engines import make_engine
+    from pixelmill.ops import Invert
+
+    table = Calibration([1.0], {"invert": {"threads:2:0": [0.01], "numpy:1:0": [0.02]}}, machine={})
+    image = np.zeros((64, 64, 3), np.uint8)
+    calls = []
+
+    def work(engine):
+        calls.append(type(engine).__name__)
+        return engine.run(Invert(), image)
+
+    with make_engine("auto", 2, calibration=table) as auto, make_engine("numpy") as numpy_engine:
+        work(auto)
+        calls.clear()
+        rec = pair_with_delegate(Record(suite="s", method="auto", case="invert"), auto, work, runs=4)
+        assert rec.auto_ran == "threads (2 workers)" and rec.auto_paired > 0
+        # alternately, in ABBA order, each side as many times
+        assert calls == ["AutoEngine", "ThreadsEngine", "ThreadsEngine", "AutoEngine"] * 2
+        other = pair_with_delegate(Record(suite="s", method="numpy", case="invert"), numpy_engine, work, runs=4)
+        assert other.auto_ran == "" and other.auto_paired is None

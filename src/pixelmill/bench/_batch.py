@@ -16,10 +16,12 @@ compared with pixelmill's numpy-engine output of the same case: engines must mat
 other encoders produce slightly different JPEGs, so peers are held to a mean difference of at
 most 2 grey levels, and every output must keep the reference's chroma subsampling.
 
-Memory: two baseline records measure the budget of the ``batch-memory`` target, a
-fresh Python process that imports what a batch worker imports (``python-process``,
-``startup``: its resident memory is the per-process constant) and decoding the library's
-largest image (``largest-image``). Each record's notes say how many Python processes the run
+Memory: the ``batch-memory`` target's bound is 2 x the library's largest decoded image
+(``largest-image``) plus each engine run's constant: before its timed runs, the same run over
+a few tiny JPEGs, whose peak holds the interpreter, libraries, compiled kernels and pools of
+all its workers (``constant_rss_mb``). A fresh Python process that imports what a batch worker
+imports (``python-process``, ``startup``) shows how much of that is Python itself, and is the
+constant of records without one. Each record's notes say how many Python processes the run
 had at once (this one plus worker processes seen during the timed runs; multiprocessing's
 resource trackers and fork servers are not counted, though their memory is in the peak).
 """
@@ -34,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._harness import Group, apply_measurement, measure
+from ._harness import Group, MemoryProbe, apply_measurement, measure
 from ._records import Record
 
 NAME = "batch"
@@ -70,7 +72,7 @@ ENGINE_TOLERANCE = 0.0  # same encoder, same settings: the same pixels
 PEER_TOLERANCE = 2.0    # mean absolute difference: another JPEG encoder, not another operation
 #: Chroma subsampling as Pillow numbers it (JpegImagePlugin.get_sampling).
 SUBSAMPLING = {-1: "unknown", 0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
-#: What a batch worker process imports; its resident memory is the per-process constant.
+#: What a batch worker process imports (the python-process baseline).
 WORKER_MODULES = ("numpy", "PIL.Image", "simplejpeg", "pixelmill", "pixelmill.io", "pixelmill.batch")
 MEMORY_METHODS = ("python-process", "largest-image")
 
@@ -118,6 +120,7 @@ def plan(ctx) -> list[Group]:
         if largest is None or w * h > largest[1] * largest[2]:
             largest = (dst.name, w, h)
     mp = total_px / 1e6
+    tiny = _tiny_library(ctx.workdir / "batch-tiny-library", 4 * o["max_workers"], seed=o["seed"])
     cases = cases_for(o)
     subs = sorted({SUBSAMPLING.get(s, str(s)) for s in subsampling.values()})
     ctx.inputs[NAME] = (f"{n} JPEG files picked from the library ({mp:.1f} MP in all; the largest "
@@ -134,7 +137,7 @@ def plan(ctx) -> list[Group]:
                                f"of {n} images")
         refs[case] = str(ref)
     W = o["max_workers"]
-    base = dict(ctx.spec_common(), suite=NAME, library=str(lib), refs=refs, mp=mp, images=n,
+    base = dict(ctx.spec_common(), suite=NAME, library=str(lib), tiny_library=str(tiny), refs=refs, mp=mp, images=n,
                 out=str(ctx.workdir / "batch-out"), quality=QUALITY, subsampling=subsampling)
     groups = [Group(NAME, "python-process", "baseline", TARGET,
                     dict(base, method="python-process", kind="baseline", largest=largest[0]))]
@@ -152,6 +155,19 @@ def plan(ctx) -> list[Group]:
             groups.append(Group(NAME, peer, "peer", TARGET,
                                 dict(base, method=peer, kind="peer", case=case, op=op_spec, workers=[W])))
     return groups
+
+
+def _tiny_library(path: Path, n: int, *, seed: int) -> Path:
+    """``n`` 64 x 64 JPEGs: a batch over them holds what does not grow with the images
+    (interpreter, libraries, compiled kernels, pools), the batch-memory target's constant."""
+    from PIL import Image
+
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for k in range(n):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path / f"tiny{k:02d}.jpg",
+                                                                                 quality=QUALITY)
+    return path
 
 
 # -- one file, as each peer's user would write it (top-level: the pool pickles them) -----------------------------
@@ -344,9 +360,10 @@ def run_method(spec: dict) -> list[Record]:
             state["dir"].mkdir(parents=True)
 
         fn, rec_case, note = _runner(method, kind, w, lib, state, names, spec, pool)
+        constant = _constant_rss(spec, w) if kind == "engine" else None
         m = measure(fn, repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"], setup=setup)
         rec = Record(suite=NAME, method=method, kind=kind, case=rec_case, size=spec["images"], size_unit="images",
-                     workers=w, notes=note)
+                     workers=w, notes=note, constant_rss_mb=constant)
         apply_measurement(rec, m, megapixels=spec["mp"])
         c = _compare(state["dir"], ref, names, invert_reference=method == "floor")
         worst, mean = c["max"], c["mean"]
@@ -367,6 +384,21 @@ def run_method(spec: dict) -> list[Record]:
         records.append(rec)
         shutil.rmtree(outroot, ignore_errors=True)
     return records
+
+
+def _constant_rss(spec, workers) -> float:
+    """Peak RSS (MB, this process and its children) of the same batch over the tiny library,
+    run first in this process: the part of the memory that does not grow with the images."""
+    import tempfile
+
+    from ..batch import RunSettings, run_batch
+    from ._ops import make_op
+
+    settings = RunSettings(ops=(make_op(spec["op"]),), engine=spec["method"], workers=workers,
+                           quality=spec["quality"])
+    with tempfile.TemporaryDirectory(dir=spec["out"]) as outdir, MemoryProbe() as probe:
+        run_batch([spec["tiny_library"]], outdir, settings)
+    return probe.peak_mb
 
 
 def _runner(method, kind, w, lib, state, names, spec, pool=None):
@@ -424,8 +456,9 @@ def _runner(method, kind, w, lib, state, names, spec, pool=None):
 
 
 def _run_memory_baselines(spec: dict) -> list[Record]:
-    """The batch-memory target's two measurements: a fresh worker-like Python process's
-    resident memory (the per-process constant) and decoding the library's largest image."""
+    """Two baselines of the batch-memory target: a fresh worker-like Python process's resident
+    memory (the constant of runs that did not measure their own) and decoding the library's
+    largest image."""
     import importlib.util
     import json
     import subprocess
@@ -469,7 +502,7 @@ def _run_memory_baselines(spec: dict) -> list[Record]:
                        reference="every module a batch worker imports was imported: " + ", ".join(modules))
     constant.notes = (f"a fresh `{Path(sys.executable).name} -c 'import {', '.join(modules)}'`: start-up time and its "
                       f"resident memory once imported ({', '.join(f'{v:.0f}' for v in rss)} MB; the largest is "
-                      "the per-process constant of the batch-memory target)"
+                      "Python's own share of a batch run's constant)"
                       + (f"; failed: {'; '.join(failed)}" if failed else ""))
     path = Path(spec["library"]) / spec["largest"]
     m = measure(lambda: read_image(path).data, repeats=spec["repeats"], warmup=spec["warmup"],
@@ -534,7 +567,10 @@ def fastest_peer(records, case: str) -> Record | None:
 
 def memory_budget(records) -> dict | None:
     """The batch-memory target for every engine record: bound = 2 x the largest decoded image
-    (H*W*3 bytes) + Python processes x the per-process constant, all in MB (2**20 bytes)."""
+    (H*W*3 bytes) + the run's constant, all in MB (2**20 bytes). The constant is the peak of
+    the same run over tiny images (``constant_rss_mb``: its interpreter, libraries, compiled
+    kernels and pools, for all its workers); for records without it, Python processes x a
+    fresh worker-like process."""
     ok = _ok(records)
     proc = next((r for r in ok if r.method == "python-process" and r.peak_rss_mb), None)
     big = next((r for r in ok if r.method == "largest-image" and r.megapixels), None)
@@ -546,12 +582,21 @@ def memory_budget(records) -> dict | None:
         if r.kind != "engine" or not r.peak_rss_mb:
             continue
         n = python_processes(r)
-        bound = 2 * largest + n * per
+        constant = r.constant_rss_mb or n * per
+        bound = 2 * largest + constant
         rows.append({"method": r.method, "case": r.case, "workers": r.workers, "processes": n,
+                     "constant_mb": constant, "measured_constant": bool(r.constant_rss_mb),
                      "peak_mb": r.peak_rss_mb, "bound_mb": bound, "ratio": r.peak_rss_mb / bound})
     return {"per_process_mb": per, "largest_image_mb": largest, "largest_image_mp": big.megapixels,
             "rows": rows, "worst": max(rows, key=lambda x: x["ratio"]) if rows else None,
             "over": [x for x in rows if x["ratio"] > 1]}
+
+
+def _constant_text(row: dict) -> str:
+    """How a memory_budget row's constant was had, with its value."""
+    if row["measured_constant"]:
+        return f"{row['constant_mb']:.0f} (the same run over tiny images)"
+    return f"{row['processes']} x {row['constant_mb'] / row['processes']:.0f} (fresh Python processes)"
 
 
 def _case_order(case: str) -> int:
@@ -608,8 +653,7 @@ def analyse(records: list[Record], opts: dict) -> dict:
         if mem["worst"]:
             w = mem["worst"]
             text += (f"; the worst engine run, {w['method']} ({w['case']}), peaks at {w['peak_mb']:.0f} MB against "
-                     "a bound "
-                     f"of 2 x {mem['largest_image_mb']:.1f} + {w['processes']} x {mem['per_process_mb']:.0f} = "
+                     f"a bound of 2 x {mem['largest_image_mb']:.1f} + {_constant_text(w)} = "
                      f"{w['bound_mb']:.0f} MB ({w['ratio']:.2f}x)")
         if mem["over"]:
             text += "; over the bound: " + ", ".join(
@@ -697,15 +741,16 @@ def table(records, analysis, opts) -> str:
         rows.append([r.case, r.method, r.kind, r.workers if r.workers is not None else "", f"{r.median_s:.3f}",
                      f"{r.iqr_s:.3f}", f"{r.mp_per_s:.1f}" if r.mp_per_s else "",
                      f"{r.peak_rss_mb:.0f}" if r.peak_rss_mb else "",
-                     f"{b['bound_mb']:.0f} ({b['processes']} proc., {b['ratio']:.2f}x)" if b else "",
+                     f"{b['bound_mb']:.0f} (constant {b['constant_mb']:.0f}, {b['ratio']:.2f}x)" if b else "",
                      (("ok" if r.match else "MISMATCH") + f" (max {r.max_abs_err:g}, mean {r.mean_abs_err:.3f}; "
                       f"tol {r.tolerance:g} on {r.tolerance_on.replace('_abs_err', '')})") if r.checked else "not checked",
                      r.notes])
     head = ""
     if mem:
         head = (f"Memory bound per engine run: 2 x {mem['largest_image_mb']:.1f} MB (the largest decoded image) + "
-                f"Python processes x {mem['per_process_mb']:.0f} MB (a fresh worker-like process, measured in this "
-                "run)."
-                "\n\n")
+                "the run's constant: the peak of the same run (engine, workers, operation) over "
+                "tiny 64 x 64 JPEGs, measured first in the same process; it holds the interpreter, libraries, "
+                "compiled kernels and pools of every worker, none of which grows with the images. "
+                f"A fresh worker-like Python process alone holds {mem['per_process_mb']:.0f} MB.\n\n")
     return head + md_table(["case", "method", "kind", "workers", "median s", "IQR s", "MP/s", "peak RSS MB",
                             "RSS bound MB", "check", "how"], rows)

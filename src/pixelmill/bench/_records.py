@@ -79,6 +79,9 @@ class Record:
         True when the time was measured on a subsample and scaled (``notes`` says how).
     status : str
         ``ok``, ``error``, ``not installed``, ``unsupported`` or ``skipped``.
+    constant_rss_mb : float or None
+        For batch engine runs: the peak RSS of the same run over tiny images, the part of
+        the memory that does not grow with the images (see ``_batch.memory_budget``).
     auto_ran : str
         For ``auto``: the engine and workers its calls went to.
     auto_paired : float or None
@@ -115,6 +118,7 @@ class Record:
     reference: str = ""
     extrapolated: bool = False
     status: str = "ok"
+    constant_rss_mb: float | None = None
     auto_ran: str = ""
     auto_paired: float | None = None
     notes: str = ""

@@ -119,9 +119,9 @@ def _batch_gaussian_vs_peers(records, analyses, opts):
 
 
 def _batch_memory(records, analyses, opts):
-    """The worst engine run's peak RSS over 2 x the largest decoded image + processes x a
-    per-process constant measured in this run."""
-    from ._batch import memory_budget
+    """The worst engine run's peak RSS over 2 x the largest decoded image + the run's constant
+    (the same run over tiny images), both measured in this run."""
+    from ._batch import _constant_text, memory_budget
 
     mem = memory_budget(records)
     if mem is None or not mem["rows"]:
@@ -130,8 +130,7 @@ def _batch_memory(records, analyses, opts):
     workers = f"{w['workers']} worker{'s' if w['workers'] != 1 else ''}"
     detail = (f"worst: {w['method']} ({w['case']}, {workers}) peaks at {w['peak_mb']:.0f} MB; bound "
               f"2 x {mem['largest_image_mb']:.1f} MB (largest decoded image, {mem['largest_image_mp']:.1f} MP x 3) + "
-              f"{w['processes']} Python process{'es' if w['processes'] != 1 else ''} x {mem['per_process_mb']:.0f} MB "
-              f"(a fresh worker-like process, measured) = {w['bound_mb']:.0f} MB")
+              f"{_constant_text(w)} MB = {w['bound_mb']:.0f} MB")
     over = mem["over"]
     if over:
         detail += "; over the bound: " + ", ".join(f"{x['method']}/{x['case']} {x['ratio']:.2f}x" for x in over)
