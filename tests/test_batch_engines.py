@@ -60,22 +60,26 @@ def test_every_engine_writes_the_numpy_outputs(name, shape, numpy_run):
         assert diff.max() <= (1 if name == "loops" else 0), key
 
 
+@pytest.mark.parametrize("border", ["wrap", "reflect"])
 @pytest.mark.parametrize("op", ["gaussian:size=5,sigma=1", "sobel", "laplacian", "invert"])
-def test_one_op_batches_equal_numpy_whether_written_over_the_image_or_not(op, tmp_path):
-    # One operation: the batch writes over the decoded pixels when the engine pads a copy
-    # anyway, and into a new image when the engine reads the border in place (numba's
-    # separable filters and Sobel). Either way the outputs are the numpy engine's.
+def test_one_op_batches_equal_numpy_whether_written_over_the_image_or_not(op, border, tmp_path, monkeypatch):
+    # One operation: the batch writes over the decoded pixels, band by band (bands of a few
+    # rows here), row by row (numba's separable filters and Sobel), or through a padded copy
+    # (wrap). Every way the outputs are those of the numpy engine padding the whole image.
+    from pixelmill.engines import _base
+
     src = _library(tmp_path / "lib", np.random.default_rng(11), 3)
     outputs = {}
-    for name in ("numpy", "numba", "auto"):
+    for name in ("whole-pad", "numpy", "numba", "auto"):
         out = tmp_path / name
-        res = CliRunner().invoke(main, ["run", str(src), "-o", str(out), "--engine", name, "--workers", "1",
-                                        "--op", op, "--border", "wrap", "-q"])
+        monkeypatch.setattr(_base, "BAND_BYTES", 1 << 30 if name == "whole-pad" else 1000)
+        res = CliRunner().invoke(main, ["run", str(src), "-o", str(out), "--engine", name.replace("whole-pad", "numpy"),
+                                        "--workers", "1", "--op", op, "--border", border, "-q"])
         assert res.exit_code == 0, res.output
         outputs[name] = _outputs(out)
-    for name in ("numba", "auto"):
-        assert outputs[name].keys() == outputs["numpy"].keys()
-        for key, want in outputs["numpy"].items():
+    for name in ("numpy", "numba", "auto"):
+        assert outputs[name].keys() == outputs["whole-pad"].keys()
+        for key, want in outputs["whole-pad"].items():
             np.testing.assert_array_equal(outputs[name][key], want, err_msg=f"{name} {key}")
 
 

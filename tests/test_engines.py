@@ -139,6 +139,27 @@ def test_run_writes_into_a_preallocated_output(name, engines, rng):
     np.testing.assert_array_equal(image, expected)
 
 
+@pytest.mark.parametrize("border", BORDER_MODES)
+@pytest.mark.parametrize("name", ENGINES)
+def test_writing_over_the_image_band_by_band_equals_a_new_output(name, border, engines, rng, monkeypatch):
+    """Bands of a few rows (at least the halo's height + 1) on a small image, so each band's
+    halo reaches into the bands before and after it."""
+    from pixelmill.engines import _base
+
+    engine = engines(name)
+    weights = rng.normal(size=(4, 5))  # halo 2 above, 1 below: the bands' reads are uneven
+    ops = [replace(Filter(kernels.from_array(weights / np.abs(weights).sum())), policy="clip"),
+           replace(Filter(kernels.get("gaussian")), policy="clip"), SobelMagnitude(policy="clip")]
+    image = random_image(rng, (29, 11, 3), np.uint8)
+    for rows in (1, 4, 9):
+        monkeypatch.setattr(_base, "BAND_BYTES", rows * image[0].size)
+        for op in ops:
+            want = engine.run(op, image, border=border, cval=9.0)
+            work = image.copy()
+            assert engine.run(op, work, border=border, cval=9.0, out=work) is work
+            np.testing.assert_array_equal(work, want, err_msg=f"{name} {op.label} {rows} rows")
+
+
 def _square(x):
     return x * x
 

@@ -357,11 +357,6 @@ def test_unpadded_border_falls_back_when_it_cannot_read_in_place():
     assert not general.compute_unpadded(image, out, "reflect", 0.0, "numba")
     assert not gaussian.compute_unpadded(image, out, "reflect", 0.0, "numpy")
     with make_engine("numba", workers=1) as eng, make_engine("numpy") as reference:
-        # What the engine tells a batch deciding whether to write over the image.
-        assert eng.overwrite_is_free(gaussian, image, border="wrap")
-        assert eng.overwrite_is_free(gaussian, image, border="constant", cval=300.0)
-        assert eng.overwrite_is_free(general, image) and eng.overwrite_is_free(Invert(), image)
-        assert reference.overwrite_is_free(gaussian, image)
         got = eng.run(gaussian, image, border="constant", cval=300.0)
         np.testing.assert_array_equal(got, reference.run(gaussian, image, border="constant", cval=300.0))
         # out is the image itself, cval 300 again: read through the padded copy, then overwritten
@@ -388,7 +383,6 @@ def test_writing_over_the_image_equals_a_new_output(monkeypatch, border, name, s
     with make_engine("numba", workers=2) as eng, make_engine("numpy") as reference:
         want = reference.run(op, image, border=border, cval=7.0)
         work = image.copy()
-        assert eng.overwrite_is_free(op, work, border=border, cval=7.0)
         assert eng.run(op, work, border=border, cval=7.0, out=work) is work
         np.testing.assert_array_equal(work, want)
         # an output overlapping the image one row lower is not the image: padded copy first

@@ -298,12 +298,9 @@ def _apply_bank(engine, ops: list[Operation], image, s: RunSettings):
     # Per-pixel policies run fused with the filter, tile by tile: no full-size float result.
     ops = [op.with_policy(s.policy or op.default_policy) for op in ops]
     outputs = []
-    if (len(ops) == 1 and _can_overwrite(color, ops[0].out_dtype(color.dtype))
-            and engine.overwrite_is_free(ops[0], color, border=s.border, cval=s.cval)):
-        # One op: write its result over the decoded pixels, which nothing else reads (the
-        # padded copy, if any, is taken first). Saves allocating and faulting in a new image.
-        # An engine that reads the border in place instead writes a new image: that costs
-        # what the padded copy would, without the copying.
+    if len(ops) == 1 and _can_overwrite(color, ops[0].out_dtype(color.dtype)):
+        # One op: write its result over the decoded pixels, which nothing else reads. The
+        # image is then held once: engines write it band by band, or (numba) row by row.
         results = [engine.run(ops[0], color, border=s.border, cval=s.cval, out=color)]
     else:
         results = engine.run_many(ops, color, border=s.border, cval=s.cval)

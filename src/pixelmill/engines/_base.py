@@ -9,6 +9,10 @@ import numpy as np
 
 from .. import tiling
 from ..ops import Operation
+from ..ops._scratch import scratch
+
+#: Rows of this many bytes (padded) at a time when a result is written over its image.
+BAND_BYTES = 4 << 20
 
 
 def usable_cores() -> int:
@@ -67,9 +71,12 @@ class Engine:
         """Apply ``op`` to ``image`` with the border rule, into ``out`` (a new array if None).
 
         ``out`` must have the image's shape and ``op.out_dtype(image.dtype)``; it may be the
-        image itself (the image is read through the padded copy, or elementwise).
+        image itself (then written band by band, see :meth:`_run_in_bands`, or read through a
+        padded copy, or elementwise).
         """
         dtype = tiling.pad_dtype(image.dtype, op.work_dtype(image.dtype, self.flavour), border, cval)
+        if out is image and image.size and self._run_in_bands(op, image, border, cval, dtype):
+            return out
         padded = tiling.pad(image, op.halo, border, cval, dtype=dtype)
         if out is None:
             out = np.empty(image.shape, dtype=op.out_dtype(image.dtype))
@@ -77,10 +84,37 @@ class Engine:
             self.execute(op, padded, out)
         return out
 
-    def overwrite_is_free(self, op: Operation, image: np.ndarray, *, border: str = "nearest",
-                          cval: float = 0.0) -> bool:
-        """True when :meth:`run` of ``op`` with ``out=image`` costs no more than a new output:
-        elementwise operations, and engines that read the image through a padded copy."""
+    def _run_in_bands(self, op: Operation, image: np.ndarray, border: str, cval: float, dtype) -> bool:
+        """``op``'s result written over ``image`` without a padded copy of the whole image.
+
+        Band by band of :data:`BAND_BYTES`: the band's rows and halo are padded (a small
+        copy), computed into a buffer, and the buffer is copied over the image one band later,
+        once the next band, the last to read those rows, has been padded. Rows a mirrored
+        border reads lie within a halo of the edges, so they are still the input when read;
+        a ``wrap`` border's last bands read the first rows, so it pads the whole image
+        instead. False (nothing done) when the image is a single band, has no halo, or wraps.
+        """
+        top, bottom, left, right = op.halo
+        h = image.shape[0]
+        rows = max(top + bottom + 1, BAND_BYTES // max(1, image[0].size * dtype.itemsize))
+        if not (top or bottom) or h <= rows or border == "wrap" or image.ndim < 2:
+            return False
+        source = tiling.border_indices(h, top, bottom, border)
+        pending = None
+        for k, first in enumerate(range(0, h, rows)):
+            n = min(rows, h - first)
+            taken = source[first : first + n + top + bottom]
+            band = image[np.maximum(taken, 0)].astype(dtype, copy=False)
+            if border == "constant":
+                band[taken < 0] = cval
+            padded = tiling.pad(band, (0, 0, left, right), border, cval, dtype=dtype)
+            # Two buffers in turn, kept per thread: a library of photos faults them in once.
+            result = scratch(f"engine.band{k % 2}", (n,) + image.shape[1:], image.dtype)
+            self.execute(op, padded, result)
+            if pending is not None:
+                image[pending[0] : pending[0] + len(pending[1])] = pending[1]
+            pending = (first, result)
+        image[pending[0] : pending[0] + len(pending[1])] = pending[1]
         return True
 
     def execute(self, op: Operation, padded: np.ndarray, out: np.ndarray) -> None:
