@@ -11,7 +11,7 @@ import pixelmill
 from pixelmill import calibration, kernels
 from pixelmill.calibration import Calibration, Candidate
 from pixelmill.engines import make_engine
-from pixelmill.engines._auto import AutoEngine, plan_batch
+from pixelmill.engines._auto import AutoEngine, _start_pays_off, plan_batch
 from pixelmill.ops import Filter, Invert, SobelMagnitude
 
 from conftest import random_image, scipy_filter
@@ -95,9 +95,13 @@ def test_calibration_is_cached_per_machine(tmp_path, monkeypatch):
         assert {Candidate.from_key(k) for k in rows} == set(calibration.candidates(
             made.machine["cores"], made.machine["engines"]))
         assert all(len(r) == 2 and all(t > 0 for t in r) for r in rows.values())
+    if "numba" in made.machine["engines"]:
+        # a fresh process's cost of numba's first result, measured once its kernels are cached
+        assert 0 < data["startup_s"]["numba"] < 60
     notes = []
     again = calibration.load(notify=notes.append)
     assert notes == [] and again.times == made.times  # read back, not measured again
+    assert again.startup_s == made.startup_s
     path.write_text("{not json")
     remeasured = calibration.load(notify=notes.append)
     assert notes and set(remeasured.times) == set(calibration.WORK_CLASSES)
@@ -108,6 +112,8 @@ def test_batch_plan_runs_whole_images_in_parallel_with_the_calibrated_inner_engi
     across, across_workers, inner, inner_workers = plan_batch(ops, n_images=10, workers=2)
     assert (across_workers, inner_workers) == (2, 1)
     expected = AutoEngine(workers=1, calibration=machine_calibration).choose(ops, (2000, 3000)).engine
+    if expected == "numba" and not _start_pays_off(machine_calibration, ops, "numba", 10, 2):
+        expected = "numpy"
     assert inner == expected
     if inner == "numba":
         from pixelmill.engines._numba import threadsafe
@@ -117,6 +123,24 @@ def test_batch_plan_runs_whole_images_in_parallel_with_the_calibrated_inner_engi
         assert across == "threads"
     # Too few images to keep the workers busy: one at a time, each split by auto.
     assert plan_batch(ops, n_images=3, workers=2) == ("numpy", 1, "auto", 2)
+
+
+def test_a_batch_starts_numba_only_when_the_library_wins_back_its_start(monkeypatch):
+    import sys
+
+    # 6 MP: numba saves 20 ms an image on the Gaussian, 0.1 ms on an inversion; starting it costs 1 s.
+    cal = Calibration([1.0, 10.0], {"separable": {"numpy:1:0": [0.005, 0.05], "numba:1:0": [0.0017, 0.017]},
+                                    "invert": {"numpy:1:0": [0.0003, 0.003], "numba:1:0": [0.00028, 0.0028]}},
+                      machine={}, startup_s={"numba": 1.0})
+    gauss, invert = [Filter(kernels.gaussian(5, 1.0), policy="clip")], [Invert()]
+    monkeypatch.delitem(sys.modules, "pixelmill.ops._numba", raising=False)
+    assert not _start_pays_off(cal, gauss, "numba", 50, 2)    # 50 x 20 ms / 2 workers = 0.5 s < 1 s
+    assert _start_pays_off(cal, gauss, "numba", 200, 2)       # 2 s > 1 s
+    assert not _start_pays_off(cal, invert, "numba", 10_000, 2)  # 10000 x 0.12 ms / 2 = 0.6 s
+    # Already started in this process: any saving pays.
+    monkeypatch.setitem(sys.modules, "pixelmill.ops._numba", object())
+    assert _start_pays_off(cal, gauss, "numba", 50, 2) and _start_pays_off(cal, invert, "numba", 4, 2)
+    assert _start_pays_off(cal, gauss, "numpy", 1, 2) is False  # nothing saved over itself
 
 
 def _slow_square(x):

@@ -23,11 +23,14 @@ images on a process pool instead (:func:`pixelmill.engines._auto.plan_batch`).
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
+import subprocess
+import sys
 import math
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -111,10 +114,9 @@ def _machine() -> dict:
         pass
     versions = {"pixelmill": __version__, "numpy": np.__version__}
     try:
-        import numba
-
-        versions["numba"] = numba.__version__
-    except ImportError:
+        # Not `import numba`: that alone takes half a second, on every `pixelmill run`.
+        versions["numba"] = importlib.metadata.version("numba")
+    except importlib.metadata.PackageNotFoundError:
         pass
     return {"cpu": cpu, "cores": usable_cores(), "engines": available_engines(), "versions": versions,
             "python": platform.python_version()}
@@ -171,13 +173,16 @@ def _fastest_run(fn) -> float:
 
 @dataclass
 class Calibration:
-    """Measured times: ``times[work class][candidate key][i]`` for ``sizes_mp[i]``."""
+    """Measured times: ``times[work class][candidate key][i]`` for ``sizes_mp[i]``, and
+    ``startup_s[engine]``: what a fresh process pays before that engine's first result
+    (numba: importing it and loading its compiled kernels from the disk cache)."""
 
     sizes_mp: list[float]
     times: dict[str, dict[str, list[float]]]
     machine: dict
     seconds: float = 0.0
     created: str = ""
+    startup_s: dict[str, float] = field(default_factory=dict)
 
     def predict(self, cls: str, candidate: Candidate, mp: float) -> float:
         """Predicted seconds for ``candidate`` on an image of ``mp`` megapixels."""
@@ -205,12 +210,13 @@ class Calibration:
 
     def to_json(self) -> dict:
         return {"sizes_mp": self.sizes_mp, "times": self.times, "machine": self.machine, "seconds": self.seconds,
-                "created": self.created}
+                "created": self.created, "startup_s": self.startup_s}
 
     @classmethod
     def from_json(cls, data: dict) -> Calibration:
         return cls(sizes_mp=list(data["sizes_mp"]), times=data["times"], machine=data["machine"],
-                   seconds=float(data.get("seconds", 0.0)), created=data.get("created", ""))
+                   seconds=float(data.get("seconds", 0.0)), created=data.get("created", ""),
+                   startup_s={k: float(v) for k, v in data.get("startup_s", {}).items()})
 
     def table(self) -> list[list[str]]:
         """Rows ``work class, size, fastest candidate, its time, numpy's time`` for people."""
@@ -276,8 +282,9 @@ def calibrate(*, sizes_mp=SIZES_MP, classes=WORK_CLASSES, notify=None, save: boo
     finally:
         for engine in engines.values():
             engine.close()
+    startup = {"numba": numba_startup()} if "numba" in machine["engines"] else {}
     result = Calibration(sizes_mp=sizes, times=times, machine=machine, seconds=time.perf_counter() - started,
-                         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), startup_s=startup)
     if save:
         from .io import atomic_write
 
@@ -286,13 +293,30 @@ def calibrate(*, sizes_mp=SIZES_MP, classes=WORK_CLASSES, notify=None, save: boo
     return result
 
 
+def numba_startup(runs: int = 2) -> float:
+    """Seconds a fresh Python process spends before numba's first result, its kernels already
+    compiled and cached (as after :func:`calibrate`): two processes, one that uses a kernel and
+    one that only imports NumPy and pixelmill, the fastest of ``runs`` each, subtracted."""
+    first_use = ("import numpy as np\nfrom pixelmill.ops._numba import invert_numba\n"
+                 "invert_numba(np.zeros(1, np.uint8), np.empty(1, np.uint8))")
+    times = {}
+    for name, code in (("numba", first_use), ("bare", "import numpy, pixelmill")):
+        best = math.inf
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
+            best = min(best, time.perf_counter() - t0)
+        times[name] = best
+    return max(0.0, times["numba"] - times["bare"])
+
+
 def load(*, notify=None) -> Calibration:
     """This machine's calibration: from the cache, or measured now (once) and cached."""
     path = cache_path()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         cal = Calibration.from_json(data)
-        if set(cal.times) >= set(WORK_CLASSES):
+        if set(cal.times) >= set(WORK_CLASSES) and ("numba" in cal.startup_s or "numba" not in cal.machine["engines"]):
             return cal
     except (OSError, ValueError, KeyError, TypeError):
         pass  # missing or unreadable: measure again

@@ -4,6 +4,7 @@ are fastest on this machine for that operation and image size (see :mod:`pixelmi
 
 from __future__ import annotations
 
+import sys
 import time
 
 from .. import calibration as _cal
@@ -147,6 +148,21 @@ class AutoEngine(Engine):
             engine.close()
 
 
+def _start_pays_off(cal: _cal.Calibration, ops, engine: str, n_images: int, workers: int) -> bool:
+    """True when ``engine``, one worker per image, saves more over NumPy on ``n_images``
+    photographs of 6 MP than starting it costs this process (nothing once started: numba's
+    kernels are imported only when first used)."""
+    started = engine != "numba" or "pixelmill.ops._numba" in sys.modules
+    start = 0.0 if started else cal.startup_s.get(engine, 0.0)
+    saved = 0.0
+    for cls in {_cal.work_class(op) for op in ops}:
+        times = cal.times.get(cls, {})
+        if _cal.Candidate(engine, 1).key in times and _cal.Candidate("numpy", 1).key in times:
+            saved += (cal.predict(cls, _cal.Candidate("numpy", 1), 6.0)
+                      - cal.predict(cls, _cal.Candidate(engine, 1), 6.0))
+    return n_images * saved / workers > start
+
+
 def plan_batch(ops, n_images: int, workers: int, *, notify=None) -> tuple[str, int, str, int]:
     """``(across-images engine, its workers, within-image engine, its workers)`` for a batch
     run with ``engine="auto"``.
@@ -155,14 +171,19 @@ def plan_batch(ops, n_images: int, workers: int, *, notify=None) -> tuple[str, i
     encoding (most of a batch's time) then run on every core too, which no within-image split
     can do, and no process has to start (the JPEG codec, NumPy and pixelmill's numba kernels all
     release the GIL). The per-image work goes to the calibration's fastest single-worker
-    candidate for these operations. With fewer images, the images run one after the other and
-    ``auto`` splits each one.
+    candidate for these operations, unless that is numba and the library is too small to win
+    back what starting it costs a fresh process (the calibration measures it: about a second
+    here, against a few milliseconds an image saved on a Gaussian, next to none on an
+    inversion). With fewer images, the images run one after the other and ``auto`` splits
+    each one.
     """
     if workers > 1 and n_images >= 2 * workers:
         cal = _cal.load(notify=notify)
         probe = AutoEngine(workers=1, calibration=cal)
         # Photographs of a few megapixels: the size the per-image choice is made for.
         inner = probe.choose(list(ops), (2000, 3000)).engine
+        if inner == "numba" and not _start_pays_off(cal, ops, "numba", n_images, workers):
+            inner = "numpy"
         if inner == "numba":
             from ._numba import threadsafe
 
