@@ -18,7 +18,7 @@ most 2 grey levels, and every output must keep the reference's chroma subsamplin
 
 Memory: the ``batch-memory`` target's bound is 2 x the library's largest decoded image
 (``largest-image``) plus each engine run's constant: before its timed runs, the same run over
-a few tiny JPEGs, whose peak holds the interpreter, libraries, compiled kernels and pools of
+as many tiny JPEGs, whose peak holds the interpreter, libraries, compiled kernels and pools of
 all its workers (``constant_rss_mb``). A fresh Python process that imports what a batch worker
 imports (``python-process``, ``startup``) shows how much of that is Python itself, and is the
 constant of records without one. Each record's notes say how many Python processes the run
@@ -120,7 +120,9 @@ def plan(ctx) -> list[Group]:
         if largest is None or w * h > largest[1] * largest[2]:
             largest = (dst.name, w, h)
     mp = total_px / 1e6
-    tiny = _tiny_library(ctx.workdir / "batch-tiny-library", 4 * o["max_workers"], seed=o["seed"])
+    # As many files as the library: engines plan by the number of images (auto starts numba
+    # only for enough of them), so the tiny run must be planned as the real one is.
+    tiny = _tiny_library(ctx.workdir / "batch-tiny-library", n, seed=o["seed"])
     cases = cases_for(o)
     subs = sorted({SUBSAMPLING.get(s, str(s)) for s in subsampling.values()})
     ctx.inputs[NAME] = (f"{n} JPEG files picked from the library ({mp:.1f} MP in all; the largest "
@@ -748,7 +750,7 @@ def table(records, analysis, opts) -> str:
     head = ""
     if mem:
         head = (f"Memory bound per engine run: 2 x {mem['largest_image_mb']:.1f} MB (the largest decoded image) + "
-                "the run's constant: the peak of the same run (engine, workers, operation) over "
+                "the run's constant: the peak of the same run (engine, workers, operation) over as many "
                 "tiny 64 x 64 JPEGs, measured first in the same process; it holds the interpreter, libraries, "
                 "compiled kernels and pools of every worker, none of which grows with the images. "
                 f"A fresh worker-like Python process alone holds {mem['per_process_mb']:.0f} MB.\n\n")
