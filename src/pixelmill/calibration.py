@@ -25,10 +25,10 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import subprocess
-import sys
 import math
 import platform
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,7 +316,8 @@ def load(*, notify=None) -> Calibration:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         cal = Calibration.from_json(data)
-        if set(cal.times) >= set(WORK_CLASSES) and ("numba" in cal.startup_s or "numba" not in cal.machine["engines"]):
+        started = "numba" in cal.startup_s or "numba" not in cal.machine["engines"]
+        if set(cal.times) >= set(WORK_CLASSES) and started:
             return cal
     except (OSError, ValueError, KeyError, TypeError):
         pass  # missing or unreadable: measure again

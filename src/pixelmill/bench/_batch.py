@@ -93,9 +93,8 @@ def cases_for(opts) -> dict[str, str]:
 def plan(ctx) -> list[Group]:
     from PIL import Image, JpegImagePlugin
 
-    from ..batch import RunSettings, run_batch
+    from ..batch import run_batch
     from ._library import pick
-    from ._ops import make_op
 
     o = ctx.opts
     n = min(o["batch_images"], len(ctx.library))
@@ -131,9 +130,7 @@ def plan(ctx) -> list[Group]:
     refs = {}
     for case, op_spec in cases.items():
         ref = ctx.workdir / "batch-reference" / case
-        # As `pixelmill run --op OP --engine numpy` runs it: the op's default policy (clip for smoothing).
-        result = run_batch([str(lib)], str(ref), RunSettings(ops=(make_op(op_spec),), engine="numpy", workers=1,
-                                                             quality=QUALITY))
+        result = run_batch([str(lib)], str(ref), _engine_settings(op_spec, "numpy", 1, QUALITY))
         if result.count("done") != n:
             raise RuntimeError(f"the reference batch for {case} (numpy engine) did {result.count('done')} "
                                f"of {n} images")
@@ -388,16 +385,23 @@ def run_method(spec: dict) -> list[Record]:
     return records
 
 
+def _engine_settings(op_spec: str, engine: str, workers: int, quality: int):
+    """The batch settings `pixelmill run --op OP --engine E --workers W` builds (policy None:
+    the operation's default)."""
+    from ..batch import RunSettings
+    from ._ops import make_op
+
+    return RunSettings(ops=(make_op(op_spec),), engine=engine, workers=workers, quality=quality)
+
+
 def _constant_rss(spec, workers) -> float:
     """Peak RSS (MB, this process and its children) of the same batch over the tiny library,
     run first in this process: the part of the memory that does not grow with the images."""
     import tempfile
 
-    from ..batch import RunSettings, run_batch
-    from ._ops import make_op
+    from ..batch import run_batch
 
-    settings = RunSettings(ops=(make_op(spec["op"]),), engine=spec["method"], workers=workers,
-                           quality=spec["quality"])
+    settings = _engine_settings(spec["op"], spec["method"], workers, spec["quality"])
     with tempfile.TemporaryDirectory(dir=spec["out"]) as outdir, MemoryProbe() as probe:
         run_batch([spec["tiny_library"]], outdir, settings)
     return probe.peak_mb
@@ -413,10 +417,9 @@ def _runner(method, kind, w, lib, state, names, spec, pool=None):
         return [(str(lib / n), str(state["dir"] / n), q, subs.get(n, -1), params) for n in names]
 
     if kind == "engine":
-        from ..batch import RunSettings, run_batch
+        from ..batch import run_batch
 
-        # As `pixelmill run --op OP --engine E --workers W` builds it (policy None: the op's default).
-        settings = RunSettings(ops=(make_op(op_spec),), engine=method, workers=w, quality=q)
+        settings = _engine_settings(op_spec, method, w, q)
 
         def fn():
             result = run_batch([str(lib)], str(state["dir"]), settings)

@@ -95,9 +95,11 @@ class Engine:
         instead. False (nothing done) when the image is a single band, has no halo, or wraps.
         """
         top, bottom, left, right = op.halo
+        if not (top or bottom) or border == "wrap" or image.ndim < 2:
+            return False
         h = image.shape[0]
         rows = max(top + bottom + 1, BAND_BYTES // max(1, image[0].size * dtype.itemsize))
-        if not (top or bottom) or h <= rows or border == "wrap" or image.ndim < 2:
+        if h <= rows:
             return False
         source = tiling.border_indices(h, top, bottom, border)
         pending = None

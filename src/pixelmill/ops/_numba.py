@@ -478,9 +478,10 @@ def correlate_numba(
         if factors is not None:
             # The NumPy flavour multiplies by float32(wt): round the factors the same way.
             column, row = (np.ascontiguousarray(f, dtype=np.float32) for f in factors)
-            chunk = max(CHUNK, RING_BYTES // (kh * 4))
-            edges = _edges(src, channels, border, kh, n_strips if _same(src, dst) else 0)
-            chunk = src.shape[1] if edges[-1].shape[0] else chunk
+            # In place, a row is read whole before its output row is written: one chunk.
+            in_place = _same(src, dst)
+            chunk = src.shape[1] if in_place else max(CHUNK, RING_BYTES // (kh * 4))
+            edges = _edges(src, channels, border, kh, n_strips if in_place else 0)
             _correlate_separable(src, edges, column, row, dst, channels, n_strips, chunk, *storing)
         else:
             weights64 = np.ascontiguousarray(weights, dtype=np.float64)
@@ -531,8 +532,7 @@ def _edges(src: np.ndarray, channels: int, border, kh: int = 1, in_place_strips:
 
 def _redirect_overwritten(src, rows, kh, n_strips):
     """``rows`` (padded row -> image row) with every row that may be overwritten before some
-    strip reads it sent to a saved copy (see :func:`_edges`); and that copy, with at least
-    one row (an empty ``saved`` means "not in place")."""
+    strip reads it sent to a saved copy (see :func:`_edges`); and that copy."""
     h = src.shape[0]
     bounds = [s * h // n_strips for s in range(n_strips + 1)]
     owner = np.repeat(np.arange(n_strips), np.diff(bounds))
@@ -546,7 +546,7 @@ def _redirect_overwritten(src, rows, kh, n_strips):
         safe = (q < 0) | ((owner[np.maximum(q, 0)] == s) & (q >= read_at))
         unsafe[p[~safe]] = True
     moved = np.flatnonzero(unsafe)
-    saved = src[rows[moved]] if len(moved) else src[:1].copy()
+    saved = src[rows[moved]]
     rows = rows.copy()
     rows[moved] = -2 - np.arange(len(moved))
     return rows, saved
@@ -588,8 +588,9 @@ def sobel_numba(block, x_factors, y_factors, out, store=(STORE_FLOAT, 0.0, 0.0, 
 
     def run(src, dst, channels):
         n_strips = _strips(dst.shape[0], kh)
-        edges = _edges(src, channels, border, kh, n_strips if _same(src, dst) else 0)
-        width = src.shape[1] if edges[-1].shape[0] else chunk
+        in_place = _same(src, dst)
+        edges = _edges(src, channels, border, kh, n_strips if in_place else 0)
+        width = src.shape[1] if in_place else chunk
         _sobel(src, edges, *f32, dst, channels, n_strips, width, *_store_args(store))
 
     _on_rows(block, out, run)
