@@ -60,6 +60,7 @@ KERNELS = {
     "even-2x4": (_random_kernel((2, 4), separable=False, seed=4), False),
     "random-15x15": (_random_kernel((15, 15), separable=False, seed=5), False),
     "one-by-one": (kernels.from_array([[0.75]], "scale"), True),
+    "gaussian-7": (kernels.gaussian(7, 1.5), True),
 }
 SMALL_KERNELS = ["gaussian-5", "even-sep-4x2", "even-2x4", "random-15x15", "one-by-one"]
 
@@ -253,7 +254,9 @@ def test_fused_conversion_bit_identical_to_numpy_engine(dtype, policy):
     from pixelmill.ops import SobelMagnitude
 
     image = _image((31, 2100, 3), dtype)  # wide: several column chunks
-    ops = [Filter(KERNELS[name][0]) for name in ("gaussian-5", "random-3x5", "laplacian")] + [SobelMagnitude()]
+    # Separable columns of 1 to 5 taps (stored in the column pass's own loop) and of 7.
+    separable = ("edge-x", "even-sep-signed-2x6", "sobel-x", "even-sep-4x2", "gaussian-5", "gaussian-7")
+    ops = [Filter(KERNELS[name][0]) for name in (*separable, "random-3x5", "laplacian")] + [SobelMagnitude()]
     with make_engine("numba", workers=2) as fast, make_engine("numpy") as reference:
         for op in ops:
             fused = replace(op, policy=policy)

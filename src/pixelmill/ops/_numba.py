@@ -52,10 +52,17 @@ __all__ = ["invert_numba", "correlate_numba", "sobel_numba", "store_code"]
 #: General path: a float64 accumulator of this length (16 KiB, stays in L1) per thread, and
 #: ``kh`` input rows of about this length, reused by consecutive output rows.
 CHUNK = 2048
-#: Separable path: the ring of ``kh`` float32 row-pass results per thread is kept near this
+#: Separable path: the ring of ``kh`` float32 row-pass results per thread is kept under this
 #: size (in L2). Wide chunks matter here: reading the input in long row runs is what keeps this
-#: memory-bound pass fast.
-RING_BYTES = 256 << 10
+#: memory-bound pass fast, and so do equal ones: a 24 MP row as one 18000-sample chunk rather
+#: than 13107 + 4893 samples.
+RING_BYTES = 384 << 10
+
+
+def _even_chunk(n: int, widest: int) -> int:
+    """The width of the fewest equal chunks, each at most ``widest`` (and CHUNK), covering ``n``."""
+    widest = max(CHUNK, widest)
+    return -(-n // -(-n // widest))
 
 
 # nogil: a batch runs whole images on Python threads, each calling these kernels at once
@@ -242,6 +249,37 @@ def _column_pass(ring, top, weights, dst, m):
 
 
 @_jit_serial
+def _column_store(ring, top, weights, line, out, m, store, lo, hi, mid):
+    """``out[:m]`` = the column pass of :func:`_column_pass`, stored by ``store``. Up to five
+    taps (the usual kernels) in one loop that keeps each sum in a register, the same additions
+    in the same order; longer columns go through ``line``."""
+    kh = weights.shape[0]
+    if kh > 5 or store == STORE_FLOAT:
+        _column_pass(ring, top, weights, line, m)
+        _store_row(line, out, m, store, lo, hi, mid)
+        return
+    last = kh - 1
+    x0, x1, x2 = ring[top % kh, :m], ring[(top + min(1, last)) % kh, :m], ring[(top + min(2, last)) % kh, :m]
+    x3, x4 = ring[(top + min(3, last)) % kh, :m], ring[(top + min(4, last)) % kh, :m]
+    w0, w1, w2, w3, w4 = weights[0], weights[min(1, last)], weights[min(2, last)], weights[min(3, last)], weights[last]
+    if kh == 5:
+        for k in range(m):
+            out[k] = _rounded((((w0 * x0[k] + w1 * x1[k]) + w2 * x2[k]) + w3 * x3[k]) + w4 * x4[k], store, lo, hi, mid)
+    elif kh == 4:
+        for k in range(m):
+            out[k] = _rounded(((w0 * x0[k] + w1 * x1[k]) + w2 * x2[k]) + w3 * x3[k], store, lo, hi, mid)
+    elif kh == 3:
+        for k in range(m):
+            out[k] = _rounded((w0 * x0[k] + w1 * x1[k]) + w2 * x2[k], store, lo, hi, mid)
+    elif kh == 2:
+        for k in range(m):
+            out[k] = _rounded(w0 * x0[k] + w1 * x1[k], store, lo, hi, mid)
+    else:
+        for k in range(m):
+            out[k] = _rounded(w0 * x0[k], store, lo, hi, mid)
+
+
+@_jit_serial
 def _ring_row(image, edges, r, c0, m, weights, step, dst, seg):
     """Row pass of padded input row ``r`` into ``dst[:m]``, for outputs ``c0 .. c0 + m - 1``
     (samples), reading ``image`` through ``edges`` (see :func:`_edges`). Outputs whose taps
@@ -297,8 +335,7 @@ def _correlate_separable(image, edges, column, row, out, step, n_strips, chunk, 
             for i in range(r0, r1):
                 r = i + kh - 1
                 _ring_row(image, edges, r, c0, m, row, step, ring[r % kh], seg)
-                _column_pass(ring, i, column, line, m)
-                _store_row(line, out[i, c0 : c0 + m], m, store, lo, hi, mid)
+                _column_store(ring, i, column, line, out[i, c0 : c0 + m], m, store, lo, hi, mid)
 
 
 @_jit
@@ -480,7 +517,7 @@ def correlate_numba(
             column, row = (np.ascontiguousarray(f, dtype=np.float32) for f in factors)
             # In place, a row is read whole before its output row is written: one chunk.
             in_place = _same(src, dst)
-            chunk = src.shape[1] if in_place else max(CHUNK, RING_BYTES // (kh * 4))
+            chunk = src.shape[1] if in_place else _even_chunk(src.shape[1], RING_BYTES // (kh * 4))
             edges = _edges(src, channels, border, kh, n_strips if in_place else 0)
             _correlate_separable(src, edges, column, row, dst, channels, n_strips, chunk, *storing)
         else:
@@ -584,13 +621,12 @@ def sobel_numba(block, x_factors, y_factors, out, store=(STORE_FLOAT, 0.0, 0.0, 
     :func:`correlate_numba` does."""
     kh = len(x_factors[0])
     f32 = [np.ascontiguousarray(f, dtype=np.float32) for f in (*x_factors, *y_factors)]
-    chunk = max(CHUNK, RING_BYTES // (2 * kh * 4))
 
     def run(src, dst, channels):
         n_strips = _strips(dst.shape[0], kh)
         in_place = _same(src, dst)
         edges = _edges(src, channels, border, kh, n_strips if in_place else 0)
-        width = src.shape[1] if in_place else chunk
+        width = src.shape[1] if in_place else _even_chunk(src.shape[1], RING_BYTES // (2 * kh * 4))
         _sobel(src, edges, *f32, dst, channels, n_strips, width, *_store_args(store))
 
     _on_rows(block, out, run)
