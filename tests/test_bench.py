@@ -445,7 +445,7 @@ def test_auto_target_takes_autos_own_cost_from_the_paired_runs():
 
 
 def test_pairing_times_auto_in_turn_with_the_engine_it_ran():
-    from pixelmill.bench._harness import pair_with_delegate
+    from pixelmill.bench._harness import MIN_PAIRS, pair_with_delegate
     from pixelmill.calibration import Calibration
     from pixelmill.engines import make_engine
     from pixelmill.ops import Invert
@@ -461,9 +461,12 @@ def test_pairing_times_auto_in_turn_with_the_engine_it_ran():
     with make_engine("auto", 2, calibration=table) as auto, make_engine("numpy") as numpy_engine:
         work(auto)
         calls.clear()
-        rec = pair_with_delegate(Record(suite="s", method="auto", case="invert"), auto, work, runs=4)
+        rec = pair_with_delegate(Record(suite="s", method="auto", case="invert"), auto, work, runs=10)
         assert rec.auto_ran == "threads (2 workers)" and rec.auto_paired > 0
         # alternately, in ABBA order, each side as many times
-        assert calls == ["AutoEngine", "ThreadsEngine", "ThreadsEngine", "AutoEngine"] * 2
+        assert calls == ["AutoEngine", "ThreadsEngine", "ThreadsEngine", "AutoEngine"] * 5
+        calls.clear()
+        pair_with_delegate(Record(suite="s", method="auto", case="invert"), auto, work, runs=2)
+        assert len(calls) == 2 * MIN_PAIRS  # never fewer pairs than that
         other = pair_with_delegate(Record(suite="s", method="numpy", case="invert"), numpy_engine, work, runs=4)
         assert other.auto_ran == "" and other.auto_paired is None
