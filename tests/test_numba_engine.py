@@ -268,6 +268,35 @@ def test_fused_conversion_bit_identical_to_numpy_engine(dtype, policy):
             np.testing.assert_array_equal(fast.run(op, image, border="mirror"), reference.run(op, image, border="mirror"))
 
 
+def test_even_chunks_are_the_fewest_and_nearly_equal():
+    from pixelmill.ops._numba import CHUNK, _even_chunk
+
+    for n in (1, 2047, 2048, 6300, 18000, 18001, 100_000):
+        for widest in (0, 2048, 5000, 19660):
+            width, cap = _even_chunk(n, widest), max(widest, CHUNK)
+            chunks = -(-n // width)
+            assert width <= max(cap, 1) and chunks == -(-n // cap)
+            assert n - (chunks - 1) * width > width - chunks  # the last chunk is short by less than one per chunk
+
+
+@pytest.mark.parametrize("width", [1575, 2100, 3150, 4000])
+def test_separable_column_chunks_equal_one_chunk(monkeypatch, width):
+    # Rows of 6300 samples (one chunk by default) cut into chunks of ``width``, equal or not.
+    from dataclasses import replace
+
+    import pixelmill.ops._numba as kernels_module
+    from pixelmill.ops import SobelMagnitude
+
+    image = _image((23, 2100, 3), np.uint8)
+    ops = [replace(Filter(KERNELS["gaussian-5"][0]), policy="clip"), Filter(KERNELS["even-sep-4x2"][0]),
+           SobelMagnitude()]
+    with make_engine("numba", workers=2) as eng:
+        whole = [eng.run(op, image, border="reflect") for op in ops]
+        monkeypatch.setattr(kernels_module, "_even_chunk", lambda n, widest: width)
+        for op, want in zip(ops, whole):
+            np.testing.assert_array_equal(eng.run(op, image, border="reflect"), want, err_msg=op.label)
+
+
 @pytest.mark.parametrize(
     "kernel_name", ["gaussian-5", "random-15x15", "even-sep-4x2", "random-3x5"]
 )
