@@ -85,8 +85,9 @@ class Record:
     auto_ran : str
         For ``auto``: the engine and workers its calls went to.
     auto_paired : float or None
-        For ``auto``: its median time over that engine's, both timed alternately in the same
-        process (:func:`._harness.pair_with_delegate`), so drift between runs cancels.
+        For ``auto``: the median over pairs of its time over that engine's, both timed
+        alternately in the same process (:func:`._harness.pair_with_delegate`), so drift
+        between runs cancels.
     notes : str
         Anything a reader needs to interpret the row (semantics that differ, subsamples...).
     """

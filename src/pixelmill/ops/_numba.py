@@ -511,20 +511,28 @@ def correlate_numba(
         raise ValueError("an unpadded block needs a separable kernel (factors)")
 
     def run(src, dst, channels):
-        n_strips = _strips(dst.shape[0], kh)
         if factors is not None:
             # The NumPy flavour multiplies by float32(wt): round the factors the same way.
             column, row = (np.ascontiguousarray(f, dtype=np.float32) for f in factors)
-            # In place, a row is read whole before its output row is written: one chunk.
-            in_place = _same(src, dst)
-            chunk = src.shape[1] if in_place else _even_chunk(src.shape[1], RING_BYTES // (kh * 4))
-            edges = _edges(src, channels, border, kh, n_strips if in_place else 0)
+            edges, n_strips, chunk = _separable_layout(src, dst, channels, border, kh, rings=1)
             _correlate_separable(src, edges, column, row, dst, channels, n_strips, chunk, *storing)
         else:
             weights64 = np.ascontiguousarray(weights, dtype=np.float64)
-            _correlate_general(src, weights64, dst, channels, n_strips, CHUNK, *storing)
+            _correlate_general(src, weights64, dst, channels, _strips(dst.shape[0], kh), CHUNK, *storing)
 
     _on_rows(block, out, run)
+
+
+def _separable_layout(src, dst, channels: int, border, kh: int, rings: int) -> tuple:
+    """``(edges, strips, chunk)`` for the separable kernels, which keep ``rings`` rings of
+    ``kh`` float32 rows per thread. Written over ``src`` itself, a row is read whole before
+    its output row is written: one chunk the width of the row, and the rows read after being
+    overwritten kept aside (:func:`_edges`)."""
+    n_strips = _strips(dst.shape[0], kh)
+    in_place = _same(src, dst)
+    edges = _edges(src, channels, border, kh, n_strips if in_place else 0)
+    chunk = src.shape[1] if in_place else _even_chunk(src.shape[1], RING_BYTES // (rings * kh * 4))
+    return edges, n_strips, chunk
 
 
 def _edges(src: np.ndarray, channels: int, border, kh: int = 1, in_place_strips: int = 0) -> tuple:
@@ -623,10 +631,7 @@ def sobel_numba(block, x_factors, y_factors, out, store=(STORE_FLOAT, 0.0, 0.0, 
     f32 = [np.ascontiguousarray(f, dtype=np.float32) for f in (*x_factors, *y_factors)]
 
     def run(src, dst, channels):
-        n_strips = _strips(dst.shape[0], kh)
-        in_place = _same(src, dst)
-        edges = _edges(src, channels, border, kh, n_strips if in_place else 0)
-        width = src.shape[1] if in_place else _even_chunk(src.shape[1], RING_BYTES // (2 * kh * 4))
-        _sobel(src, edges, *f32, dst, channels, n_strips, width, *_store_args(store))
+        edges, n_strips, chunk = _separable_layout(src, dst, channels, border, kh, rings=2)
+        _sobel(src, edges, *f32, dst, channels, n_strips, chunk, *_store_args(store))
 
     _on_rows(block, out, run)
