@@ -444,6 +444,15 @@ def test_auto_target_takes_autos_own_cost_from_the_paired_runs():
         assert ratio == pytest.approx(1.3)
 
 
+def test_auto_filter_bank_is_timed_beside_the_engine_it_ran(run):
+    # The bank at once always goes to one engine; one filter after the other is paired only
+    # when every filter went to the same one.
+    auto = {r.case: r for r in _timed(run.records) if r.suite == "filter-bank" and r.method == "auto"}
+    assert auto["bank:at-once"].auto_paired > 0 and auto["bank:at-once"].auto_ran
+    sequential = auto["bank:sequential"]
+    assert (sequential.auto_paired is None) == (sequential.auto_ran == "")
+
+
 def test_pairing_times_auto_in_turn_with_the_engine_it_ran():
     from pixelmill.bench._harness import MIN_PAIRS, pair_with_delegate
     from pixelmill.calibration import Calibration

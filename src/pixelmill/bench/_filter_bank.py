@@ -8,7 +8,7 @@ filter boundaries. The serial engines run a bank one filter at a time either way
 
 from __future__ import annotations
 
-from ._harness import Group, apply_measurement, measure
+from ._harness import Group, apply_measurement, measure, pair_with_delegate
 from ._records import Record
 
 NAME = "filter-bank"
@@ -46,15 +46,23 @@ def run_method(spec: dict) -> list[Record]:
     records = []
     with make_engine(spec["method"], spec["workers"]) as engine:
         for mode in MODES:
+            ran = set()  # for auto: the engines it went to, one per filter or one for the bank
             if mode == "sequential":
-                def fn():
-                    return [engine.run(op, image, border=BORDER) for op in ops]
+                def work(eng):
+                    outs = []
+                    for op in ops:
+                        outs.append(eng.run(op, image, border=BORDER))
+                        ran.add(getattr(eng, "last_engine", None))
+                    return outs
             else:
-                def fn():
-                    return engine.run_many(ops, image, border=BORDER)
-            m = measure(fn, repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"])
+                def work(eng):
+                    return eng.run_many(ops, image, border=BORDER)
+            m = measure(lambda: work(engine), repeats=spec["repeats"], warmup=spec["warmup"],
+                        budget_s=spec["budget_s"])
             rec = Record(suite=NAME, method=spec["method"], kind="engine", case=f"bank:{mode}", size=spec["mp"],
                          size_unit="MP", workers=spec["workers"])
+            if len(ran) <= 1:  # one engine ran the whole bank: auto can be timed beside it
+                pair_with_delegate(rec, engine, work, runs=len(m.times), budget_s=spec["budget_s"])
             apply_measurement(rec, m, megapixels=spec["mp"])
             # Every filter's output is checked; the record keeps the worst.
             worst, means, tol_ok, names = 0.0, [], True, set()
