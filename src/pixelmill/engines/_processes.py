@@ -272,7 +272,7 @@ class _Segments:
         budget = self.KEEP * sum(shm.size for shm in taken)
         with self._lock:
             self._take_back()
-            taken = [shm for shm in taken if shm not in self._lent]
+            taken = [shm for shm in taken if shm in self._busy]  # the lent ones stay lent
             for shm in taken:
                 self._busy.remove(shm)
             keep, drop = [], []
@@ -299,10 +299,7 @@ class _Segments:
             self._orphans.update(shm.name for shm in lent)
         self._unlink(idle)
         for shm in lent:
-            try:
-                shm.unlink()
-            except FileNotFoundError:
-                pass
+            self._unlink_name(shm)
 
     @staticmethod
     def _unlink(shms) -> None:
@@ -310,10 +307,14 @@ class _Segments:
             try:
                 _close(shm)
             finally:
-                try:
-                    shm.unlink()
-                except FileNotFoundError:
-                    pass
+                _Segments._unlink_name(shm)
+
+    @staticmethod
+    def _unlink_name(shm: shared_memory.SharedMemory) -> None:
+        try:
+            shm.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def _check_room(nbytes: int) -> None:
@@ -538,6 +539,7 @@ class ProcessesEngine(Engine):
                 self._drop_pool(pool, wait=False)
                 raise
             results = []
+            # The outputs' segments were taken after the inputs', one per job.
             for job, shared, shm in zip(jobs, shared_outs, taken[len(inputs):]):
                 if job.out is None:
                     segments.lend(shm, shared)
