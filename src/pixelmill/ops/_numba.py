@@ -189,22 +189,33 @@ def _rounded(v, store, lo, hi, mid):
     elif store == STORE_SHIFT:
         v = v + mid
     v = np.rint(v)
-    if v < lo:
-        v = lo
-    elif v > hi:
-        v = hi
-    return v
+    # The clip in the form x86's maxps and minps compute (one instruction each, where a
+    # clip by < and > takes compares and blends): the same value for every number, as
+    # lo < hi. A NaN, which no integer image gives, becomes lo.
+    v = v if v > lo else lo
+    return v if v < hi else hi
+
+
+@numba.njit(inline="always")
+def _store_row_as(src, dst, m, store, lo, hi, mid):
+    for k in range(m):
+        dst[k] = _rounded(src[k], store, lo, hi, mid)
 
 
 @_jit_serial
 def _store_row(src, dst, m, store, lo, hi, mid):
     """``dst[:m] = src[:m]`` (float32), converted by ``store``."""
+    # One inlined copy of the loop per policy: the policy is then a constant in each, and
+    # its branch leaves the inner loop.
     if store == STORE_FLOAT:
         for k in range(m):
             dst[k] = src[k]
+    elif store == STORE_CLIP:
+        _store_row_as(src, dst, m, STORE_CLIP, lo, hi, mid)
+    elif store == STORE_ABS:
+        _store_row_as(src, dst, m, STORE_ABS, lo, hi, mid)
     else:
-        for k in range(m):
-            dst[k] = _rounded(src[k], store, lo, hi, mid)
+        _store_row_as(src, dst, m, STORE_SHIFT, lo, hi, mid)
 
 
 @_jit_serial
@@ -257,7 +268,18 @@ def _column_store(ring, top, weights, line, out, m, store, lo, hi, mid):
     if kh > 5 or store == STORE_FLOAT:
         _column_pass(ring, top, weights, line, m)
         _store_row(line, out, m, store, lo, hi, mid)
-        return
+    elif store == STORE_CLIP:  # one inlined copy per policy, as in _store_row
+        _column_store_as(ring, top, weights, out, m, STORE_CLIP, lo, hi, mid)
+    elif store == STORE_ABS:
+        _column_store_as(ring, top, weights, out, m, STORE_ABS, lo, hi, mid)
+    else:
+        _column_store_as(ring, top, weights, out, m, STORE_SHIFT, lo, hi, mid)
+
+
+@numba.njit(inline="always")
+def _column_store_as(ring, top, weights, out, m, store, lo, hi, mid):
+    """:func:`_column_store` of up to five taps for one rounding ``store``."""
+    kh = weights.shape[0]
     last = kh - 1
     x0, x1, x2 = ring[top % kh, :m], ring[(top + min(1, last)) % kh, :m], ring[(top + min(2, last)) % kh, :m]
     x3, x4 = ring[(top + min(3, last)) % kh, :m], ring[(top + min(4, last)) % kh, :m]
