@@ -495,13 +495,14 @@ class ProcessesEngine(Engine):
         size = int(np.prod(jobs[0].shape)) if jobs else 0
         if self.workers == 1 or not size:
             results = [np.empty(job.shape, job.dtype) if job.out is None else job.out for job in jobs]
-            for job, out in zip(jobs, results if size else []):
-                i, dr, dc = job.placement
-                padded = window(inputs[i], dr, dc, job.op.halo, out.shape)
-                compute_tiles(job.op, padded, out, self.tiles_for(out.shape, out.dtype.itemsize), self.flavour)
+            if size:
+                for job, out in zip(jobs, results):
+                    i, dr, dc = job.placement
+                    padded = window(inputs[i], dr, dc, job.op.halo, out.shape)
+                    compute_tiles(job.op, padded, out, self.tiles_for(out.shape, out.dtype.itemsize), self.flavour)
             return results
         segments = self._segments
-        out_bytes = sum(size * np.dtype(job.dtype).itemsize for job in jobs)
+        out_bytes = sum(size * job.dtype.itemsize for job in jobs)
         _check_room(sum(a.nbytes for a in inputs) + out_bytes - segments.idle_bytes())
         shared_outs: list[np.ndarray] = []
         taken: list = []
@@ -523,7 +524,7 @@ class ProcessesEngine(Engine):
             try:
                 for job, target in zip(jobs, targets):
                     i, dr, dc = job.placement
-                    tiles = [(t.r0, t.r1, t.c0, t.c1) for t in self.tiles_for(job.shape, np.dtype(job.dtype).itemsize)]
+                    tiles = [(t.r0, t.r1, t.c0, t.c1) for t in self.tiles_for(job.shape, job.dtype.itemsize)]
                     for chunk in chunked(tiles, TASKS_PER_WORKER * self.workers):
                         futures.append(pool.submit(
                             _run_shared_tiles, job.op, sources[i], (dr, dc), target, chunk, self.flavour, live
