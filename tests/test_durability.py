@@ -1,4 +1,4 @@
-"""Atomic writes wait for the disk, except in a batch, which makes every output durable once at the end."""
+"""Atomic writes wait for the disk, except in a batch, which makes each output durable in the background."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_deferred_write_is_atomic_but_does_not_wait(tmp_path, fsynced):
     assert fsynced == [str(target), str(tmp_path)]
 
 
-def test_batch_makes_every_output_and_the_journal_durable_at_the_end(tmp_path, rng, fsynced):
+def test_batch_makes_every_output_and_the_journal_durable_before_it_ends(tmp_path, rng, fsynced):
     lib = tmp_path / "lib"
     for k in range(3):
         (lib / ("sub" if k else "")).mkdir(parents=True, exist_ok=True)
@@ -68,3 +68,26 @@ def test_batch_makes_every_output_and_the_journal_durable_at_the_end(tmp_path, r
     for p in outputs:
         assert np.array_equal(np.asarray(Image.open(p)),
                               255 - np.asarray(Image.open(lib / Path(p).relative_to(out))))
+
+
+def test_durable_in_background_syncs_each_file_and_folder_before_the_block_ends(tmp_path, fsynced):
+    (tmp_path / "sub").mkdir()
+    targets = [tmp_path / "a.bin", tmp_path / "sub" / "b.bin", tmp_path / "sub" / "c.bin"]
+    with io.durable_in_background() as make_durable_soon:
+        for target in targets:
+            io.atomic_write(target, lambda fh: fh.write(b"z" * 100), durable=False)
+            make_durable_soon(target)
+        make_durable_soon(tmp_path / "gone.bin")  # a missing file is skipped
+    assert sorted(fsynced) == sorted([str(t) for t in targets] + [str(tmp_path), str(tmp_path / "sub")])
+    # The folders after their files: the renames are durable once the files are.
+    assert set(fsynced[-2:]) == {str(tmp_path), str(tmp_path / "sub")}
+
+
+def test_durable_in_background_gives_up_when_the_block_fails(tmp_path, fsynced):
+    target = tmp_path / "a.bin"
+    io.atomic_write(target, lambda fh: fh.write(b"z"), durable=False)
+    with pytest.raises(KeyboardInterrupt), io.durable_in_background() as make_durable_soon:
+        make_durable_soon(target)
+        raise KeyboardInterrupt
+    assert str(tmp_path) not in fsynced  # no folder: the caller is not waiting for the disk
+    assert target.read_bytes() == b"z"

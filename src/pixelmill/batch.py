@@ -23,7 +23,15 @@ from . import __version__
 from ._validation import check_border, check_cval, check_policy
 from .engines import ENGINES, get_engine_class, make_engine, usable_cores
 from .errors import InvalidImageError, InvalidParameterError, PixelmillError, UnsafeOutputError
-from .io import EXTENSION_FORMATS, atomic_write, is_image_path, make_durable, read_image, write_image
+from .io import (
+    EXTENSION_FORMATS,
+    atomic_write,
+    durable_in_background,
+    is_image_path,
+    make_durable,
+    read_image,
+    write_image,
+)
 from .ops import Filter, Operation, to_dtype
 
 __all__ = ["RunSettings", "BatchResult", "run_batch", "discover", "MANIFEST_NAME", "JOURNAL_NAME"]
@@ -458,21 +466,23 @@ def run_batch(inputs, outdir, settings: RunSettings, *, progress=None) -> BatchR
     started = time.perf_counter()
     done_tasks, megapixels = 0, 0.0
     try:
+        # Every output on disk before the batch says it is done: fsync'ed while the next images
+        # run, not all after the last one.
         with open(outdir / JOURNAL_NAME, "a", encoding="utf-8") as journal_fh, \
+                durable_in_background() as make_durable_soon, \
                 make_engine(across, across_workers, **_engine_options(s)) as engine:
             for records in engine.map(_task_runner, [(t, str(outdir)) for t in tasks]):
                 for rec in records:
                     if rec["status"] == "done":
                         journal_fh.write(json.dumps(rec) + "\n")
+                        make_durable_soon(outdir / rec["output"])
                 megapixels += max((r.get("pixels") or 0 for r in records if r["status"] == "done"), default=0) / 1e6
                 journal_fh.flush()
                 result.items.extend(records)
                 done_tasks += 1
                 if progress:
                     progress(done_tasks, len(tasks), megapixels)
-        # Every output and the journal on disk before the batch says it is done.
-        make_durable([outdir / r["output"] for r in result.items if r["status"] == "done" and r.get("output")]
-                     + [outdir / JOURNAL_NAME])
+        make_durable([outdir / JOURNAL_NAME])
     finally:
         close_inner_engines()
     result.seconds = time.perf_counter() - started

@@ -33,7 +33,8 @@ Writes are atomic: the encoder writes a hidden temporary file next to the target
 (``.name.ext.<random>.tmp``), which is flushed, fsync'ed and then renamed over the
 target, so a reader never sees a half-written image under the final name. A batch writes
 with ``durable=False`` instead: the same temporary file and rename, the disk write started
-but not waited for, and every output fsync'ed once at the end (:func:`make_durable`).
+but not waited for, and every output fsync'ed once, on a background thread while the batch
+goes on (:func:`durable_in_background`; :func:`make_durable` does the same in the caller).
 """
 
 from __future__ import annotations
@@ -1128,10 +1129,11 @@ def _turbo_encoder(data: np.ndarray, has_alpha: bool, info: dict, quality: int):
         at = 2
         if jpeg[2:4] == b"\xff\xe0":
             at = 4 + int.from_bytes(jpeg[4:6], "big")
-        fh.write(jpeg[:at])
+        view = memoryview(jpeg)  # slices of it are not copies (a 24 MP photo's JPEG is ~10 MB)
+        fh.write(view[:at])
         for marker, payload in segments:
             fh.write(bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload)
-        fh.write(jpeg[at:])
+        fh.write(view[at:])
 
     return encode
 
@@ -1303,6 +1305,46 @@ def make_durable(paths) -> None:
     """fsync each file of ``paths`` and each folder holding them, once: what
     :func:`atomic_write` skips with ``durable=False``. Files that are gone are skipped."""
     folders = {Path(path).parent for path in paths if _fsync(path)}
+    for folder in folders:
+        _fsync_dir(folder)
+
+
+@contextmanager
+def durable_in_background():
+    """Yield ``add(path)``: each file handed over is fsync'ed on a background thread while
+    the caller goes on, and when the block ends, the thread is waited for and the folders of
+    those files are fsync'ed: :func:`make_durable`'s work, overlapped with the work that
+    writes the files instead of after it. A block left by an exception drops what is left.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder, durable_in_background() as add:
+    ...     for name in ("a.bin", "b.bin"):
+    ...         atomic_write(Path(folder) / name, lambda fh: fh.write(b"x"), durable=False)
+    ...         add(Path(folder) / name)
+    """
+    import queue
+
+    # A 200-photo batch spent 0.1 s (5% of it) in fsyncs after its last image; here the
+    # thread mostly waits for the disk (os.fsync releases the GIL) while the workers encode.
+    pending: queue.SimpleQueue = queue.SimpleQueue()
+    folders: set[Path] = set()
+    stop, abandoned = object(), threading.Event()
+
+    def sync_each():
+        while (path := pending.get()) is not stop:
+            if not abandoned.is_set() and _fsync(path):
+                folders.add(Path(path).parent)
+
+    thread = threading.Thread(target=sync_each, name="pixelmill-fsync", daemon=True)
+    thread.start()
+    try:
+        yield pending.put
+    except BaseException:
+        abandoned.set()  # what is left is not worth the wait
+        raise
+    finally:
+        pending.put(stop)
+    thread.join()
     for folder in folders:
         _fsync_dir(folder)
 

@@ -211,32 +211,43 @@ def _floor_one(job):
     from ..io import read_image, write_image
 
     src, dst, q = job[:3]
-    # Keeps the input's subsampling and, like run_batch, leaves the fsync to the end (_floor_all).
+    # Keeps the input's subsampling and, like run_batch, leaves the fsync to _floor_all.
     write_image(dst, read_image(src), quality=q, durable=False)
     return dst
 
 
 def _floor_all(jobs, workers, pool):
-    from ..io import make_durable
+    from ..io import durable_in_background
 
-    done = _pool_map(_floor_one, jobs, workers, pool)
-    make_durable(done)
+    # Each output fsync'ed in the background as it is done, as run_batch does.
+    with durable_in_background() as make_durable_soon:
+        done = []
+        for dst in _pool_iter(_floor_one, jobs, workers, pool):
+            make_durable_soon(dst)
+            done.append(dst)
     return done
 
 
 def _pool_map(fn, jobs, workers, pool="processes"):
     """``fn`` over ``jobs`` as a user would: a loop, a thread pool or a ``multiprocessing.Pool``."""
+    return list(_pool_iter(fn, jobs, workers, pool))
+
+
+def _pool_iter(fn, jobs, workers, pool="processes"):
+    """:func:`_pool_map`'s results, each as it is done."""
     if workers == 1 or pool == "serial":
-        return [fn(j) for j in jobs]
+        yield from (fn(j) for j in jobs)
+        return
     if pool == "threads":
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(workers) as ex:
-            return list(ex.map(fn, jobs))
+            yield from ex.map(fn, jobs)
+        return
     import multiprocessing
 
     with multiprocessing.Pool(workers) as p:
-        return list(p.imap_unordered(fn, jobs, chunksize=1))
+        yield from p.imap_unordered(fn, jobs, chunksize=1)
 
 
 def _pyvips_all(jobs, mask_rows=None):
@@ -434,7 +445,7 @@ def _runner(method, kind, w, lib, state, names, spec, pool=None):
                "processes": f"multiprocessing.Pool({w})"}[pool]
         rec_case = "decode+encode" + ("" if pool == "serial" else f":{pool}")
         return (lambda: _floor_all(jobs(), w, pool)), rec_case, (
-            f"pixelmill.io read_image + write_image (fsync'ed at the end, as run_batch does), no operation, {how}")
+            f"pixelmill.io read_image + write_image (each output fsync'ed in the background, as run_batch does), no operation, {how}")
     gauss = op_spec != "invert"
     desc = PEERS[method]["gaussian" if gauss else "invert"]
     if gauss:
