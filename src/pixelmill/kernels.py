@@ -107,6 +107,12 @@ class Kernel:
 
     def flipped(self) -> "Kernel":
         """The kernel rotated by 180 degrees (convolution = correlation with this)."""
+        return self._flipped
+
+    @cached_property
+    def _flipped(self) -> "Kernel":
+        # Kept: a batch convolves photo after photo with it, and its factors (a rank test
+        # that costs more than filtering a small photo's row) are then found once.
         return Kernel(self.name, _freeze(self.weights[::-1, ::-1]))
 
     def __eq__(self, other: object) -> bool:

@@ -21,13 +21,17 @@ class NumpyEngine(Engine):
     The image is computed in strips of rows (:func:`~pixelmill.tiling.auto_tile_shape`, about
     1 MB of output each), one after the other: the float work arrays of a strip are reused
     for the next (see :mod:`pixelmill.ops._scratch`), so a 24 MP photo needs a few MB of them
-    instead of several float copies of the whole image, and they stay warm in cache.
+    instead of several float copies of the whole image, and they stay warm in cache. An
+    operation without work arrays (inversion) runs in one piece: strips would only add calls.
     """
 
     name = "numpy"
     flavour = "numpy"
 
     def execute(self, op, padded, out):
+        if not op.uses_work_arrays:
+            op.compute(padded, out, self.flavour)
+            return
         from ._threads import compute_tiles
 
         compute_tiles(op, padded, out, self.tiles_for(out.shape, out.dtype.itemsize), self.flavour)

@@ -33,6 +33,9 @@ class Operation:
     halo: tuple[int, int, int, int] = (0, 0, 0, 0)
     #: Policy used to convert the float result back to the image dtype (None: no conversion).
     default_policy: str | None = None
+    #: True when :meth:`compute` needs work arrays the size of its block (float copies, sums),
+    #: which a serial engine keeps small and warm by computing strips of rows.
+    uses_work_arrays: bool = True
 
     def work_dtype(self, dtype: np.dtype, flavour: str) -> np.dtype:
         """dtype of the padded input handed to :meth:`compute`."""
@@ -67,6 +70,7 @@ class Invert(Operation):
     """Photographic negative; see :func:`pixelmill.invert` for the dtype rules."""
 
     label: str = "invert"
+    uses_work_arrays = False
 
     def compute(self, block, out, flavour):
         if flavour == "python":
@@ -100,7 +104,7 @@ class _FloatFilter(Operation):
         return _float_work_dtype(flavour)
 
     def with_policy(self, policy):
-        return replace(self, policy=policy) if policy in TILEWISE_POLICIES else self
+        return replace(self, policy=policy) if policy in TILEWISE_POLICIES and policy != self.policy else self
 
     def out_dtype(self, dtype):
         if self.policy in TILEWISE_POLICIES:
