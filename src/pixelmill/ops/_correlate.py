@@ -39,6 +39,26 @@ def correlate_loops(block: np.ndarray, weights: np.ndarray, out: np.ndarray) -> 
     out[...] = np.asarray(result, dtype=np.float64).reshape(out.shape)
 
 
+def row_pass_terms(row: np.ndarray) -> list[tuple[int, int, np.floating]]:
+    """The row pass's terms ``(b, c, w)``, each adding ``w * (x[b] + x[c])`` (``w * x[b]`` when
+    ``b == c``) in this order; ``row`` holds the weights in the work dtype.
+
+    A palindromic row (Gaussians, boxes: ``row[b] == row[-1 - b]``) folds its mirrored taps:
+    ``w * (x[b] + x[-1 - b])``, outer pair first, the middle tap last. That is half the
+    multiplications, and for integer images the sum of two samples is exact, so each term is
+    rounded once instead of three times. Other rows add one tap at a time, in order.
+
+    >>> row_pass_terms(np.array([1, 2, 1], dtype=np.float32))
+    [(0, 2, np.float32(1.0)), (1, 1, np.float32(2.0))]
+    >>> row_pass_terms(np.array([1, 0, -1], dtype=np.float32))
+    [(0, 0, np.float32(1.0)), (1, 1, np.float32(0.0)), (2, 2, np.float32(-1.0))]
+    """
+    kw = len(row)
+    if kw > 1 and np.array_equal(row, row[::-1]):
+        return [(b, kw - 1 - b, row[b]) for b in range((kw + 1) // 2)]
+    return [(b, b, wt) for b, wt in enumerate(row)]
+
+
 def correlate_numpy(
     block: np.ndarray,
     weights: np.ndarray,
@@ -60,8 +80,12 @@ def correlate_numpy(
         tmp = scratch("correlate.rows", (block.shape[0], w) + block.shape[2:], dtype)
         product = scratch("correlate.product", tmp.shape, dtype)
         tmp.fill(0)
-        for b, wt in enumerate(row):
-            np.multiply(block[:, b : b + w], dtype.type(wt), out=product)
+        for b, c, wt in row_pass_terms(row.astype(dtype)):
+            if b == c:
+                np.multiply(block[:, b : b + w], wt, out=product)
+            else:
+                np.add(block[:, b : b + w], block[:, c : c + w], out=product)
+                product *= wt
             tmp += product
         # The column pass sums straight into ``out`` (its dtype is the work dtype here).
         out.fill(0)

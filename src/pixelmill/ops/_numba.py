@@ -5,7 +5,9 @@ of floating-point operations per output sample, so the two flavours give equal v
 only possible bit difference is the sign of a zero result):
 
 * separable kernels (``factors = (column, row)``): a row pass then a column pass, both in the
-  work dtype (float32), each summing its taps in index order starting from the first tap;
+  work dtype (float32), each summing its taps in index order starting from the first tap; a
+  palindromic row (Gaussians, boxes) adds its mirrored taps first and multiplies once
+  (:func:`._correlate.row_pass_terms`);
 * general kernels: every tap ``float64(x) * w[a, b]`` added in row-major tap order into a
   float64 accumulator, rounded to the output dtype once at the end.
 
@@ -40,7 +42,8 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import overload
 
 from ..tiling import border_indices
 
@@ -218,12 +221,114 @@ def _store_row(src, dst, m, store, lo, hi, mid):
         _store_row_as(src, dst, m, STORE_SHIFT, lo, hi, mid)
 
 
+def _pair_sum(a, b):
+    """``float32(a) + float32(b)`` (numba only, see its overload)."""
+    raise NotImplementedError
+
+
+@overload(_pair_sum, inline="always")
+def _pair_sum_overload(a, b):
+    # Samples of up to 16 bits add exactly as integers, so converting their sum gives the same
+    # float32 as adding their conversions: one conversion for two taps.
+    if isinstance(a, types.Integer) and isinstance(b, types.Integer) and max(a.bitwidth, b.bitwidth) <= 16:
+        return lambda a, b: np.float32(np.int32(a) + np.int32(b))
+    return lambda a, b: np.float32(a) + np.float32(b)
+
+
+@numba.njit(inline="always")
+def _folded_term(a, b, k, single):
+    return np.float32(a[k]) if single else _pair_sum(a[k], b[k])
+
+
+@numba.njit(inline="always")
+def _sweep_pairs_as(dst, m, first, a0, b0, w0, a1, b1, w1, a2, b2, w2, terms, single_last):
+    """:func:`_sweep_pairs` for constant ``first``, ``terms`` and ``single_last``."""
+    for k in range(m):
+        v = w0 * _folded_term(a0, b0, k, single_last and terms == 1)
+        if not first:
+            v = dst[k] + v
+        if terms >= 2:
+            v = v + w1 * _folded_term(a1, b1, k, single_last and terms == 2)
+        if terms >= 3:
+            v = v + w2 * _folded_term(a2, b2, k, single_last and terms == 3)
+        dst[k] = v
+
+
+@_jit_serial
+def _sweep_pairs(dst, m, first, a0, b0, w0, a1, b1, w1, a2, b2, w2, terms, single_last):
+    """Add up to three folded terms ``w * (a + b)`` (the last one ``w * a`` when
+    ``single_last``) into ``dst[:m]``, in order, as :func:`_sweep` adds taps."""
+    # One inlined copy of the loop per case, so no case is tested inside it.
+    if first:
+        if single_last:
+            if terms == 3:
+                _sweep_pairs_as(dst, m, True, a0, b0, w0, a1, b1, w1, a2, b2, w2, 3, True)
+            elif terms == 2:
+                _sweep_pairs_as(dst, m, True, a0, b0, w0, a1, b1, w1, a2, b2, w2, 2, True)
+            else:
+                _sweep_pairs_as(dst, m, True, a0, b0, w0, a1, b1, w1, a2, b2, w2, 1, True)
+        elif terms == 3:
+            _sweep_pairs_as(dst, m, True, a0, b0, w0, a1, b1, w1, a2, b2, w2, 3, False)
+        elif terms == 2:
+            _sweep_pairs_as(dst, m, True, a0, b0, w0, a1, b1, w1, a2, b2, w2, 2, False)
+        else:
+            _sweep_pairs_as(dst, m, True, a0, b0, w0, a1, b1, w1, a2, b2, w2, 1, False)
+    elif single_last:
+        if terms == 3:
+            _sweep_pairs_as(dst, m, False, a0, b0, w0, a1, b1, w1, a2, b2, w2, 3, True)
+        elif terms == 2:
+            _sweep_pairs_as(dst, m, False, a0, b0, w0, a1, b1, w1, a2, b2, w2, 2, True)
+        else:
+            _sweep_pairs_as(dst, m, False, a0, b0, w0, a1, b1, w1, a2, b2, w2, 1, True)
+    elif terms == 3:
+        _sweep_pairs_as(dst, m, False, a0, b0, w0, a1, b1, w1, a2, b2, w2, 3, False)
+    elif terms == 2:
+        _sweep_pairs_as(dst, m, False, a0, b0, w0, a1, b1, w1, a2, b2, w2, 2, False)
+    else:
+        _sweep_pairs_as(dst, m, False, a0, b0, w0, a1, b1, w1, a2, b2, w2, 1, False)
+
+
+@numba.njit(inline="always")
+def _palindromic(weights):
+    kw = weights.shape[0]
+    for b in range(kw // 2):
+        if weights[b] != weights[kw - 1 - b]:
+            return False
+    return True
+
+
+@_jit_serial
+def _row_pass_folded(src, start, weights, step, dst, m):
+    """:func:`_row_pass` for palindromic ``weights``: the sum of ``weights[t] * (x[t] +
+    x[kw - 1 - t])`` over ``t < kw // 2``, in order, then ``+ weights[mid] * x[mid]`` for an
+    odd ``kw`` (see :func:`._correlate.row_pass_terms`)."""
+    kw = weights.shape[0]
+    terms = (kw + 1) // 2
+    last = terms - 1
+    for t in range(0, terms, 3):
+        t1, t2 = min(t + 1, last), min(t + 2, last)
+        a0, a1, a2 = start + t * step, start + t1 * step, start + t2 * step
+        b0, b1, b2 = start + (kw - 1 - t) * step, start + (kw - 1 - t1) * step, start + (kw - 1 - t2) * step
+        n = min(3, terms - t)
+        _sweep_pairs(
+            dst, m, t == 0,
+            src[a0 : a0 + m], src[b0 : b0 + m], weights[t],
+            src[a1 : a1 + m], src[b1 : b1 + m], weights[t1],
+            src[a2 : a2 + m], src[b2 : b2 + m], weights[t2],
+            n, kw % 2 == 1 and t + n == terms,
+        )
+
+
 @_jit_serial
 def _row_pass(src, start, weights, step, dst, m):
-    """``dst[k] = sum_b weights[b] * src[start + b * step + k]`` for ``k < m``, taps in order."""
+    """``dst[k] = sum_b weights[b] * src[start + b * step + k]`` for ``k < m``, taps in order;
+    palindromic weights (Gaussians, boxes) fold into :func:`_row_pass_folded`."""
     # Slices indexed from 0 let LLVM drop numba's negative-index wraparound test, which would
     # otherwise turn every vector load into a gather of single elements.
     kw = weights.shape[0]
+    if kw > 1 and _palindromic(weights):
+        _row_pass_folded(src, start, weights, step, dst, m)
+        return
     last = kw - 1
     for b in range(0, kw, 5):
         # Unused taps of the last sweep just repeat the last one (never added).
