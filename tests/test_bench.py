@@ -273,10 +273,12 @@ def test_batch_runs_both_cases_and_every_output_is_checked(run):
         rows = [r for r in ok if r.case == case]
         assert {r.method for r in rows if r.kind == "engine"} == engines, case
         assert {r.method for r in rows if r.kind == "peer"} == {"cv2", "pillow", "pyvips"}, case
+        # Paired in one process: the default run and OpenCV of each case (and the floor, below).
+        assert {r.method for r in rows if r.kind == "paired"} == {"auto", "cv2"}, case
         for r in rows:
             assert r.checked and r.match, (case, r.method, r.max_abs_err, r.mean_abs_err, r.notes)
             assert r.megapixels > 0 and r.peak_rss_mb > 0
-            if r.kind == "engine":  # pixelmill's engines: the numpy engine's outputs, exactly
+            if r.method in engines:  # pixelmill's engines: the numpy engine's outputs, exactly
                 assert r.max_abs_err == 0 and r.tolerance == 0, (case, r.method)
             else:  # another encoder: held to a mean difference
                 assert r.mean_abs_err <= 2.0 and r.tolerance_on == "mean_abs_err"
@@ -285,6 +287,11 @@ def test_batch_runs_both_cases_and_every_output_is_checked(run):
     assert all(r.case and r.case != "*" for r in _batch_records(run))
     assert {r.case for r in ok if r.method == "floor"} == {"decode+encode", "decode+encode:threads",
                                                            "decode+encode:processes"}
+    paired = [r for r in ok if r.kind == "paired"]
+    assert {(r.method, r.case) for r in paired if r.method == "floor"} == {("floor", "decode+encode:threads")}
+    # Every member ran the same rounds (at least 3), timed after one warm-up round each.
+    assert len({r.repeats for r in paired}) == 1 and paired[0].repeats >= 3
+    assert all(r.warmup_s > 0 and "rounds in one process" in r.notes for r in paired)
     assert {(r.method, r.case) for r in ok if r.method in ("python-process", "largest-image")} == {
         ("python-process", "startup"), ("largest-image", "decode:largest")}
 
@@ -400,6 +407,49 @@ def test_batch_targets_judge_the_default_run():
     # Without the memory baselines the memory target is not measured.
     rows = {t["id"]: t for t in compute_targets([r for r in records if r.kind != "baseline"], {}, opts)}
     assert rows["batch-memory"]["status"] == "not measured"
+
+
+def _paired(method, case, times):
+    return Record(suite="batch", method=method, kind="paired", case=case, workers=2, size=4,
+                  size_unit="images").set_times(times, megapixels=10.0)
+
+
+def test_batch_targets_take_the_paired_ratio_when_the_run_has_it():
+    """Timed in turn in one process, the ratio is the median over rounds of the time ratios; the
+    separate records' ratio stays beside it in the detail. Only the same floor and peer count."""
+    from pixelmill.bench import compute_targets
+
+    opts = BenchOptions(quick=True).resolved()
+    g = "gaussian-5-1"
+    records = [
+        _rec("floor", "baseline", "decode+encode:threads", 100.0),
+        _rec("auto", "engine", "invert", 80.0),
+        _rec("auto", "engine", g, 40.0),
+        _rec("cv2", "peer", "invert", 70.0),
+        _rec("cv2", "peer", g, 64.0),
+        # Round by round, auto takes 1.0, 2.0, 1.0 s; the others as below.
+        _paired("auto", "invert", [1.0, 2.0, 1.0]),
+        _paired("floor", "decode+encode:threads", [0.9, 1.9, 0.95]),
+        _paired("cv2", "invert", [1.2, 1.8, 1.1]),
+        _paired("auto", g, [2.0, 2.0, 2.0]),
+        _paired("cv2", g, [2.1, 1.9, 2.2]),
+    ]
+    rows = {t["id"]: t for t in compute_targets(records, {}, opts)}
+    assert rows["batch-vs-floor"]["measured"] == pytest.approx(0.95)  # median of 0.9, 0.95, 0.95
+    assert "in turn in one process, 3 rounds" in rows["batch-vs-floor"]["detail"]
+    assert "in separate processes" in rows["batch-vs-floor"]["detail"] and "= 0.80" in rows["batch-vs-floor"]["detail"]
+    assert rows["batch-vs-peers"]["measured"] == pytest.approx(1.1)  # median of 1.2, 0.9, 1.1
+    assert rows["batch-gaussian-vs-peers"]["measured"] == pytest.approx(1.05)
+    assert rows["batch-gaussian-vs-peers"]["status"] == "pass"
+    # A faster peer that was not paired: its separate record decides.
+    rows = {t["id"]: t for t in compute_targets(records + [_rec("pyvips", "peer", g, 80.0)], {}, opts)}
+    assert rows["batch-gaussian-vs-peers"]["measured"] == pytest.approx(40 / 80)
+    assert "in turn" not in rows["batch-gaussian-vs-peers"]["detail"]
+    # The paired records are no floor, engine or peer of their own.
+    from pixelmill.bench._batch import best_floors, default_run, fastest_peer
+
+    assert best_floors(records)[2].kind == "baseline" and default_run(records, g)[0].kind == "engine"
+    assert fastest_peer(records, g).kind == "peer"
 
 
 def test_memory_probe_counts_pool_workers():

@@ -16,6 +16,14 @@ compared with pixelmill's numpy-engine output of the same case: engines must mat
 other encoders produce slightly different JPEGs, so peers are held to a mean difference of at
 most 2 grey levels, and every output must keep the reference's chroma subsampling.
 
+Paired: each method above runs in its own process, minutes from the others, and on a shared
+machine the same batch then differs by 10-40% from one process to the next. So the default run
+(``auto``), the floor (threads) and OpenCV (the fastest peer in every run so far) also run in
+turn in one process, round after round, the order reversed every other round (``paired``
+records, ``times_s`` in round order). The drift then hits every member of a round alike, and
+the batch targets use the median over rounds of the time ratio whenever the unpaired
+comparison picked the same floor or peer.
+
 Memory: the ``batch-memory`` target's bound is 2 x the library's largest decoded image
 (``largest-image``) plus each engine run's constant: before its timed runs, the same run over
 as many tiny JPEGs, whose peak holds the interpreter, libraries, compiled kernels and pools of
@@ -28,15 +36,17 @@ resource trackers and fork servers are not counted, though their memory is in th
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
+import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ._harness import Group, MemoryProbe, apply_measurement, measure
+from ._harness import MIN_PAIRS, Group, MemoryProbe, apply_measurement, measure
 from ._records import Record
 
 NAME = "batch"
@@ -153,6 +163,9 @@ def plan(ctx) -> list[Group]:
         for peer in PEERS:
             groups.append(Group(NAME, peer, "peer", TARGET,
                                 dict(base, method=peer, kind="peer", case=case, op=op_spec, workers=[W])))
+    if "auto" in o["engines"]:
+        groups.append(Group(NAME, "paired", "paired", TARGET,
+                            dict(base, method="paired", kind="paired", case="*", cases=cases, workers=[W])))
     return groups
 
 
@@ -334,6 +347,8 @@ def _compare(outdir: Path, reference: Path, names: list[str], *, invert_referenc
 def run_method(spec: dict) -> list[Record]:
     if spec["method"] == "python-process":
         return _run_memory_baselines(spec)
+    if spec["method"] == "paired":
+        return _run_paired(spec)
     lib = Path(spec["library"])
     names = sorted(p.name for p in lib.iterdir() if p.suffix == ".jpg")
     method, kind, case = spec["method"], spec["kind"], spec["case"]
@@ -375,25 +390,113 @@ def run_method(spec: dict) -> list[Record]:
         rec = Record(suite=NAME, method=method, kind=kind, case=rec_case, size=spec["images"], size_unit="images",
                      workers=w, notes=note, constant_rss_mb=constant)
         apply_measurement(rec, m, megapixels=spec["mp"])
-        c = _compare(state["dir"], ref, names, invert_reference=method == "floor")
-        worst, mean = c["max"], c["mean"]
-        if c["missing"]:
-            worst = mean = float("inf")
-            rec.notes += f"; {c['missing']} of {len(names)} outputs missing or of the wrong size"
-        tol_on = "max_abs_err" if kind == "engine" else "mean_abs_err"
-        tol = ENGINE_TOLERANCE if kind == "engine" else PEER_TOLERANCE
-        rec.set_check((worst, mean), tolerance=tol, tolerance_on=tol_on,
-                      reference=f"outputs of pixelmill's numpy-engine batch ({ref.name}), "
-                                "decoded; the same chroma subsampling" +
-                                ("; inverted back (the floor does no operation)" if method == "floor" else ""))
-        if c["other_subsampling"]:
-            # Another subsampling is another (cheaper or dearer) encode: not the same job.
-            rec.match = False
-            rec.notes += f"; {c['other_subsampling']} of {len(names)} outputs have another chroma subsampling"
-        rec.notes += f"; output bytes {c['bytes_ratio']:.2f}x the reference's; {_processes_note(m.processes)}"
+        _check(rec, state["dir"], ref, names, kind, method == "floor")
+        rec.notes += f"; {_processes_note(m.processes)}"
         records.append(rec)
         shutil.rmtree(outroot, ignore_errors=True)
     return records
+
+
+#: The peer the paired measurement runs (the fastest pipeline in every run so far).
+PAIRED_PEER = "cv2"
+
+
+def _run_paired(spec: dict) -> list[Record]:
+    """``auto`` for each case, the floor (threads) and :data:`PAIRED_PEER` for each case, each
+    batch in turn in this process: one untimed round, then at least :data:`MIN_PAIRS` rounds
+    (at least 3 when they take over 3 x ``budget_s``), the order reversed every other round.
+    One ``paired`` record per member, its outputs of the last round checked as its own
+    record's are, its peak memory the highest of its runs."""
+    lib = Path(spec["library"])
+    names = sorted(p.name for p in lib.iterdir() if p.suffix == ".jpg")
+    w = spec["workers"][0]
+    members = [("auto", "engine", case, op, None) for case, op in spec["cases"].items()]
+    members.append(("floor", "baseline", "decode+encode", None, "threads" if w > 1 else "serial"))
+    if importlib.util.find_spec(PEER_MODULES[PAIRED_PEER]) is not None:
+        members += [(PAIRED_PEER, "peer", case, op, None) for case, op in spec["cases"].items()]
+    out = Path(spec["out"]) / "paired"
+    runs = []
+    for method, kind, case, op, pool in members:
+        state = {"dir": None}
+        fn, rec_case, note = _runner(method, kind, w, lib, state, names, dict(spec, case=case, op=op), pool)
+        rec = Record(suite=NAME, method=method, kind="paired", case=rec_case, size=spec["images"],
+                     size_unit="images", workers=w, notes=note)
+        runs.append({"rec": rec, "fn": fn, "state": state, "member": (method, kind, case), "times": [],
+                     "peak": 0.0, "before": None, "processes": 1})
+    start = time.perf_counter()
+    for k in range(MIN_PAIRS + 1):  # round 0 warms up (pools, compiled kernels, the file cache)
+        last = k == MIN_PAIRS or (k >= 3 and spec["budget_s"] is not None
+                                  and time.perf_counter() - start > 3 * spec["budget_s"])
+        for run in runs if k % 2 == 0 else runs[::-1]:
+            state = run["state"]
+            if state["dir"] is not None:
+                shutil.rmtree(state["dir"], ignore_errors=True)
+            state["dir"] = out / f"{runs.index(run)}-{k}"
+            state["dir"].mkdir(parents=True)
+            with MemoryProbe() as probe:
+                t0 = time.perf_counter()
+                run["fn"]()
+                elapsed = time.perf_counter() - t0
+            if k == 0:
+                run["rec"].warmup_s = elapsed
+                continue
+            run["times"].append(elapsed)
+            run["peak"] = max(run["peak"], probe.peak_mb or 0.0)
+            run["before"] = probe.before_mb if run["before"] is None else min(run["before"], probe.before_mb)
+            run["processes"] = max(run["processes"], probe.most_processes)
+        if last:
+            break
+    records = []
+    for run in runs:
+        rec, (method, kind, case) = run["rec"], run["member"]
+        rec.set_times(run["times"], megapixels=spec["mp"])
+        rec.peak_rss_mb, rec.rss_before_mb = run["peak"], run["before"]
+        _check(rec, run["state"]["dir"], Path(spec["refs"]["invert" if method == "floor" else case]), names,
+               kind, method == "floor")
+        rec.notes += (f"; in turn with the other paired batches, {len(run['times'])} rounds in one process; "
+                      f"{_processes_note(run['processes'])}")
+        records.append(rec)
+    shutil.rmtree(out, ignore_errors=True)
+    return records
+
+
+def paired_ratio(records, case: str, method: str, method_case: str | None = None) -> dict | None:
+    """The default run's throughput over ``method``'s (``method_case``, default ``case``) from
+    the ``paired`` records: the median over rounds of ``method``'s time over ``auto``'s."""
+    paired = [r for r in records if r.suite == NAME and r.kind == "paired" and r.status == "ok" and r.times_s]
+    auto = next((r for r in paired if r.method == "auto" and r.case == case), None)
+    other = next((r for r in paired if r.method == method and r.case == (method_case or case)), None)
+    if auto is None or other is None:
+        return None
+    ratios = [t / a for a, t in zip(auto.times_s, other.times_s)]
+    return {"ratio": statistics.median(ratios), "rounds": len(ratios), "low": min(ratios), "high": max(ratios),
+            "auto": auto, "other": other}
+
+
+def paired_text(p: dict, name: str) -> str:
+    return (f"in turn in one process, {p['rounds']} rounds: {p['ratio']:.2f} (medians {p['auto'].median_s:.3f} s vs "
+            f"{name} {p['other'].median_s:.3f} s; ratios {p['low']:.2f}-{p['high']:.2f})")
+
+
+def _check(rec: Record, outdir: Path, ref: Path, names: list[str], kind: str, floor: bool) -> None:
+    """Compare a run's outputs with the reference batch's and record it in ``rec``: pixelmill's
+    engines exactly, other encoders by their mean difference, all with the same subsampling."""
+    c = _compare(outdir, ref, names, invert_reference=floor)
+    worst, mean = c["max"], c["mean"]
+    if c["missing"]:
+        worst = mean = float("inf")
+        rec.notes += f"; {c['missing']} of {len(names)} outputs missing or of the wrong size"
+    tol_on = "max_abs_err" if kind == "engine" else "mean_abs_err"
+    tol = ENGINE_TOLERANCE if kind == "engine" else PEER_TOLERANCE
+    rec.set_check((worst, mean), tolerance=tol, tolerance_on=tol_on,
+                  reference=f"outputs of pixelmill's numpy-engine batch ({ref.name}), "
+                            "decoded; the same chroma subsampling" +
+                            ("; inverted back (the floor does no operation)" if floor else ""))
+    if c["other_subsampling"]:
+        # Another subsampling is another (cheaper or dearer) encode: not the same job.
+        rec.match = False
+        rec.notes += f"; {c['other_subsampling']} of {len(names)} outputs have another chroma subsampling"
+    rec.notes += f"; output bytes {c['bytes_ratio']:.2f}x the reference's"
 
 
 def _engine_settings(op_spec: str, engine: str, workers: int, quality: int):
@@ -549,7 +652,8 @@ def _decode_upright(path) -> np.ndarray:
 
 
 def _ok(records) -> list[Record]:
-    return [r for r in records if r.suite == NAME and r.status == "ok" and r.median_s]
+    """The batch's measured records, less the ``paired`` ones (see :func:`paired_ratio`)."""
+    return [r for r in records if r.suite == NAME and r.status == "ok" and r.median_s and r.kind != "paired"]
 
 
 def best_floors(records) -> dict:
@@ -640,15 +744,27 @@ def analyse(records: list[Record], opts: dict) -> dict:
         row = {"default": [rec.method, rec.workers, rec.mp_per_s], "how": how}
         text = f"{case}: {how} runs at {rec.mp_per_s:.1f} MP/s ({rec.workers} worker{'s' if rec.workers != 1 else ''})"
         floor = floors.get(rec.workers)
+        paired = []
         if floor:
             row["floor_ratio"] = rec.mp_per_s / floor.mp_per_s
             text += (f", {100 * row['floor_ratio']:.0f}% of the decode+encode floor with the same workers "
                      f"({floor.mp_per_s:.1f} MP/s)")
+            p = paired_ratio(records, case, "floor", floor.case) if rec.method == "auto" else None
+            if p:
+                row["floor_paired"] = p["ratio"]
+                paired.append(f"{100 * p['ratio']:.0f}% of the floor")
         peer = fastest_peer(records, case)
         if peer:
             row["peer"] = [peer.method, peer.workers, peer.mp_per_s]
             row["peer_ratio"] = rec.mp_per_s / peer.mp_per_s
             text += f"; the fastest peer is {peer.method} at {peer.mp_per_s:.1f} MP/s, {row['peer_ratio']:.2f}x of it"
+            p = paired_ratio(records, case, peer.method) if rec.method == "auto" else None
+            if p:
+                row["peer_paired"] = p["ratio"]
+                paired.append(f"{p['ratio']:.2f}x {peer.method}")
+        if paired:
+            rounds = paired_ratio(records, case, "auto")["rounds"]
+            text += f"; timed in turn in one process ({rounds} rounds), it runs at " + " and ".join(paired)
         result["cases"][case] = row
         result["conclusions"].append(text + ".")
     engines = [r for r in ok if r.kind == "engine"]

@@ -70,7 +70,8 @@ def _peer_ratio(case_prefix, peer, *, threads="same"):
 
 
 def _batch_floor(records, analyses, opts):
-    """The default run of the invert batch against the decode+encode floor with its workers."""
+    """The default run of the invert batch against the decode+encode floor with its workers:
+    timed in turn in one process when the run has that pairing, else the two records."""
     from ._batch import best_floors, default_run
 
     got = default_run(records, "invert")
@@ -80,9 +81,22 @@ def _batch_floor(records, analyses, opts):
     f = best_floors(records).get(rec.workers)
     if f is None:
         return None
-    return rec.mp_per_s / f.mp_per_s, (f"{how}: {rec.mp_per_s:.1f} MP/s vs the decode+encode floor "
-                                       f"{f.mp_per_s:.1f} MP/s ({f.case.split(':')[-1]}), {rec.workers} "
-                                       f"worker{'s' if rec.workers != 1 else ''}" + _mismatch(rec))
+    apart = (f"{rec.mp_per_s:.1f} MP/s vs the decode+encode floor {f.mp_per_s:.1f} MP/s ({f.case.split(':')[-1]}), "
+             f"{rec.workers} worker{'s' if rec.workers != 1 else ''}")
+    return _paired_or_apart(records, rec, "invert", "floor", f.case, rec.mp_per_s / f.mp_per_s, how, apart)
+
+
+def _paired_or_apart(records, rec, case, method, method_case, apart_ratio, how, apart):
+    """``(ratio, detail)``: the paired ratio of ``rec`` (``auto``) over ``method`` when the run
+    has it, with the separate records' ratio beside it; else the separate records' ratio."""
+    from ._batch import paired_ratio, paired_text
+
+    p = paired_ratio(records, case, method, method_case) if rec.method == "auto" else None
+    if p is None:
+        return apart_ratio, f"{how}: {apart}" + _mismatch(rec)
+    name = "the floor" if method == "floor" else method
+    return p["ratio"], (f"{how}, {paired_text(p, name)}; in separate processes {apart} = {apart_ratio:.2f}"
+                        + _mismatch(rec))
 
 
 def _mismatch(rec) -> str:
@@ -100,9 +114,10 @@ def _batch_peers_ratio(records, case):
     if got is None or peer is None:
         return None
     rec, how = got
-    return rec.mp_per_s / peer.mp_per_s, (f"{case}: {how}, {rec.mp_per_s:.1f} MP/s vs the fastest peer "
-                                          f"(output checked), {peer.method} with {peer.workers} workers, "
-                                          f"{peer.mp_per_s:.1f} MP/s" + _mismatch(rec))
+    apart = (f"{rec.mp_per_s:.1f} MP/s vs the fastest peer (output checked), {peer.method} with {peer.workers} "
+             f"workers, {peer.mp_per_s:.1f} MP/s")
+    return _paired_or_apart(records, rec, case, peer.method, None, rec.mp_per_s / peer.mp_per_s, f"{case}: {how}",
+                            apart)
 
 
 def _batch_vs_peers(records, analyses, opts):
