@@ -258,34 +258,29 @@ def _sweep_pairs_as(dst, m, first, a0, b0, w0, a1, b1, w1, a2, b2, w2, terms, si
 def _sweep_pairs(dst, m, first, a0, b0, w0, a1, b1, w1, a2, b2, w2, terms, single_last):
     """Add up to three folded terms ``w * (a + b)`` (the last one ``w * a`` when
     ``single_last``) into ``dst[:m]``, in order, as :func:`_sweep` adds taps."""
-    # One inlined copy of the loop per case, so no case is tested inside it.
     if first:
-        if single_last:
-            if terms == 3:
-                _sweep_pairs_as(dst, m, True, a0, b0, w0, a1, b1, w1, a2, b2, w2, 3, True)
-            elif terms == 2:
-                _sweep_pairs_as(dst, m, True, a0, b0, w0, a1, b1, w1, a2, b2, w2, 2, True)
-            else:
-                _sweep_pairs_as(dst, m, True, a0, b0, w0, a1, b1, w1, a2, b2, w2, 1, True)
-        elif terms == 3:
-            _sweep_pairs_as(dst, m, True, a0, b0, w0, a1, b1, w1, a2, b2, w2, 3, False)
-        elif terms == 2:
-            _sweep_pairs_as(dst, m, True, a0, b0, w0, a1, b1, w1, a2, b2, w2, 2, False)
-        else:
-            _sweep_pairs_as(dst, m, True, a0, b0, w0, a1, b1, w1, a2, b2, w2, 1, False)
-    elif single_last:
-        if terms == 3:
-            _sweep_pairs_as(dst, m, False, a0, b0, w0, a1, b1, w1, a2, b2, w2, 3, True)
-        elif terms == 2:
-            _sweep_pairs_as(dst, m, False, a0, b0, w0, a1, b1, w1, a2, b2, w2, 2, True)
-        else:
-            _sweep_pairs_as(dst, m, False, a0, b0, w0, a1, b1, w1, a2, b2, w2, 1, True)
-    elif terms == 3:
-        _sweep_pairs_as(dst, m, False, a0, b0, w0, a1, b1, w1, a2, b2, w2, 3, False)
-    elif terms == 2:
-        _sweep_pairs_as(dst, m, False, a0, b0, w0, a1, b1, w1, a2, b2, w2, 2, False)
+        _sweep_pairs_from(dst, m, True, a0, b0, w0, a1, b1, w1, a2, b2, w2, terms, single_last)
     else:
-        _sweep_pairs_as(dst, m, False, a0, b0, w0, a1, b1, w1, a2, b2, w2, 1, False)
+        _sweep_pairs_from(dst, m, False, a0, b0, w0, a1, b1, w1, a2, b2, w2, terms, single_last)
+
+
+@numba.njit(inline="always")
+def _sweep_pairs_from(dst, m, first, a0, b0, w0, a1, b1, w1, a2, b2, w2, terms, single_last):
+    # One inlined copy of the loop per case (``first`` is a constant here), so no case is
+    # tested inside it.
+    if single_last:
+        if terms == 3:
+            _sweep_pairs_as(dst, m, first, a0, b0, w0, a1, b1, w1, a2, b2, w2, 3, True)
+        elif terms == 2:
+            _sweep_pairs_as(dst, m, first, a0, b0, w0, a1, b1, w1, a2, b2, w2, 2, True)
+        else:
+            _sweep_pairs_as(dst, m, first, a0, b0, w0, a1, b1, w1, a2, b2, w2, 1, True)
+    elif terms == 3:
+        _sweep_pairs_as(dst, m, first, a0, b0, w0, a1, b1, w1, a2, b2, w2, 3, False)
+    elif terms == 2:
+        _sweep_pairs_as(dst, m, first, a0, b0, w0, a1, b1, w1, a2, b2, w2, 2, False)
+    else:
+        _sweep_pairs_as(dst, m, first, a0, b0, w0, a1, b1, w1, a2, b2, w2, 1, False)
 
 
 @numba.njit(inline="always")
