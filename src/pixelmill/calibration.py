@@ -44,11 +44,20 @@ __all__ = ["Candidate", "Calibration", "WORK_CLASSES", "SIZES_MP", "work_class",
 #: Kinds of work with different costs per pixel and per call.
 WORK_CLASSES = ("invert", "separable", "general", "sobel")
 #: Image sizes timed, in megapixels (RGB uint8, 3:2): from cache-sized to well past the
-#: last-level cache, where memory-bound work changes pace.
-SIZES_MP = (0.02, 0.25, 2.0, 8.0)
+#: last-level cache, where memory-bound work changes pace. 24 MP (a large photo, 72 MB) is
+#: past every last-level cache we know; 8 MP is not past a 32 MB one, and there NumPy inverts
+#: fastest on one thread, where at 24 MP numba on two threads took half its time.
+SIZES_MP = (0.02, 0.25, 2.0, 8.0, 24.0)
+#: What :func:`calibrate` measures, in the cache file's key: a new version is measured again
+#: (2: the 24 MP size).
+CALIBRATION_VERSION = 2
 #: A candidate slower than this many times the fastest at one size is not timed at larger sizes
 #: (its time is extrapolated): it cannot become the fastest, and timing it would be most of the wait.
 PRUNE_FACTOR = 4.0
+#: ... unless a run at the next size would take less than this anyway: on small images a fixed
+#: cost per call (a thread pool's start) can make a candidate look slow that wins on large ones.
+#: (numba's two threads invert 0.02 MP in 6.6x NumPy's time, and 24 MP in 0.65x.)
+PRUNE_MIN_S = 0.02
 #: Tile sizes tried for the ``threads`` engine, in bytes of output per tile.
 TILE_BYTES = (1 << 20, 4 << 20)
 #: Each candidate runs until this much time or :data:`MAX_RUNS` runs, in each of
@@ -119,7 +128,7 @@ def _machine() -> dict:
     except importlib.metadata.PackageNotFoundError:
         pass
     return {"cpu": cpu, "cores": usable_cores(), "engines": available_engines(), "versions": versions,
-            "python": platform.python_version()}
+            "python": platform.python_version(), "calibration": CALIBRATION_VERSION}
 
 
 def cache_path(machine: dict | None = None) -> Path:
@@ -152,6 +161,20 @@ def _sample_op(cls: str):
     # A 7x7 kernel with 49 different weights: no fast path applies, every tap is paid.
     weights = np.random.default_rng(7).random((7, 7))
     return Filter(kernels.from_array(weights / weights.sum(), name="calibration-7x7"), policy="clip")
+
+
+def _pruned_guess(row: list[float], best: float, mp: float, previous_mp: float) -> float | None:
+    """A candidate's time at ``mp`` extrapolated from its last one (``row[-1]``, at
+    ``previous_mp``, where the fastest took ``best``) when it is not worth timing there; None
+    when it is (see :data:`PRUNE_FACTOR` and :data:`PRUNE_MIN_S`).
+
+    >>> _pruned_guess([2.0], 0.1, 24.0, 8.0)  # 20x slower, and 6 s a run to time it
+    6.0
+    >>> _pruned_guess([5e-5], 1e-5, 0.25, 0.02) is None  # 5x slower, but timed in a blink
+    True
+    """
+    guess = row[-1] * mp / previous_mp
+    return guess if row[-1] > PRUNE_FACTOR * best and guess > PRUNE_MIN_S else None
 
 
 def _sample_image(mp: float) -> np.ndarray:
@@ -261,8 +284,9 @@ def calibrate(*, sizes_mp=SIZES_MP, classes=WORK_CLASSES, notify=None, save: boo
                 best = min((r[-1] for r in rows.values() if r), default=math.inf)
                 timed = {}
                 for cand, row in rows.items():
-                    if row and row[-1] > PRUNE_FACTOR * best:
-                        row.append(row[-1] * mp / sizes[i - 1])
+                    guess = _pruned_guess(row, best, mp, sizes[i - 1]) if row else None
+                    if guess is not None:
+                        row.append(guess)
                     else:
                         timed[cand] = math.inf
                 # Rounds over all candidates in turn, keeping each one's fastest: a disturbance
