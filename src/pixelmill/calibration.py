@@ -44,9 +44,8 @@ __all__ = ["Candidate", "Calibration", "WORK_CLASSES", "SIZES_MP", "work_class",
 #: Kinds of work with different costs per pixel and per call.
 WORK_CLASSES = ("invert", "separable", "general", "sobel")
 #: Image sizes timed, in megapixels (RGB uint8, 3:2): from cache-sized to well past the
-#: last-level cache, where memory-bound work changes pace. 24 MP (a large photo, 72 MB) is
-#: past every last-level cache we know; 8 MP is not past a 32 MB one, and there NumPy inverts
-#: fastest on one thread, where at 24 MP numba on two threads took half its time.
+#: last-level cache, where memory-bound work changes pace: 24 MP (a large photo, 72 MB) is
+#: past every last-level cache we know, 8 MP (24 MB) is not past a 32 MB one.
 SIZES_MP = (0.02, 0.25, 2.0, 8.0, 24.0)
 #: What :func:`calibrate` measures, in the cache file's key: a new version is measured again
 #: (2: the 24 MP size).
