@@ -416,7 +416,7 @@ def _paired(method, case, times):
 
 def test_batch_targets_take_the_paired_ratio_when_the_run_has_it():
     """Timed in turn in one process, the ratio is the median over rounds of the time ratios; the
-    separate records' ratio stays beside it in the detail. Only the same floor and peer count."""
+    separate records' ratio stays beside it in the detail. A peer counts only if it is the same."""
     from pixelmill.bench import compute_targets
 
     opts = BenchOptions(quick=True).resolved()
@@ -441,6 +441,11 @@ def test_batch_targets_take_the_paired_ratio_when_the_run_has_it():
     assert rows["batch-vs-peers"]["measured"] == pytest.approx(1.1)  # median of 1.2, 0.9, 1.1
     assert rows["batch-gaussian-vs-peers"]["measured"] == pytest.approx(1.05)
     assert rows["batch-gaussian-vs-peers"]["status"] == "pass"
+    # The floor is the paired one even when the separate records found the other pool faster.
+    rows = {t["id"]: t for t in compute_targets(records + [_rec("floor", "baseline", "decode+encode:processes",
+                                                                110.0)], {}, opts)}
+    assert rows["batch-vs-floor"]["measured"] == pytest.approx(0.95)
+    assert "(processes)" in rows["batch-vs-floor"]["detail"] and "the floor (threads)" in rows["batch-vs-floor"]["detail"]
     # A faster peer that was not paired: its separate record decides.
     rows = {t["id"]: t for t in compute_targets(records + [_rec("pyvips", "peer", g, 80.0)], {}, opts)}
     assert rows["batch-gaussian-vs-peers"]["measured"] == pytest.approx(40 / 80)

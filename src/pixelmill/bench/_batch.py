@@ -21,8 +21,8 @@ machine the same batch then differs by 10-40% from one process to the next. So t
 (``auto``), the floor (threads) and OpenCV (the fastest peer in every run so far) also run in
 turn in one process, round after round, the order reversed every other round (``paired``
 records, ``times_s`` in round order). The drift then hits every member of a round alike, and
-the batch targets use the median over rounds of the time ratio whenever the unpaired
-comparison picked the same floor or peer.
+the batch targets use the median over rounds of the time ratio: against the floor always,
+against the fastest peer when the separate records found that same peer fastest.
 
 Memory: the ``batch-memory`` target's bound is 2 x the library's largest decoded image
 (``largest-image``) plus each engine run's constant: before its timed runs, the same run over
@@ -460,12 +460,14 @@ def _run_paired(spec: dict) -> list[Record]:
     return records
 
 
-def paired_ratio(records, case: str, method: str, method_case: str | None = None) -> dict | None:
-    """The default run's throughput over ``method``'s (``method_case``, default ``case``) from
-    the ``paired`` records: the median over rounds of ``method``'s time over ``auto``'s."""
+def paired_ratio(records, case: str, method: str) -> dict | None:
+    """The default run's throughput over ``method``'s in ``case`` from the ``paired`` records:
+    the median over rounds of ``method``'s time over ``auto``'s. The floor is the paired one
+    whatever pool the separate records found fastest: it runs as auto's batch does, on threads
+    (the two pools' floors differ by less than the machine's noise)."""
     paired = [r for r in records if r.suite == NAME and r.kind == "paired" and r.status == "ok" and r.times_s]
     auto = next((r for r in paired if r.method == "auto" and r.case == case), None)
-    other = next((r for r in paired if r.method == method and r.case == (method_case or case)), None)
+    other = next((r for r in paired if r.method == method and (method == "floor" or r.case == case)), None)
     if auto is None or other is None:
         return None
     ratios = [t / a for a, t in zip(auto.times_s, other.times_s)]
@@ -749,7 +751,7 @@ def analyse(records: list[Record], opts: dict) -> dict:
             row["floor_ratio"] = rec.mp_per_s / floor.mp_per_s
             text += (f", {100 * row['floor_ratio']:.0f}% of the decode+encode floor with the same workers "
                      f"({floor.mp_per_s:.1f} MP/s)")
-            p = paired_ratio(records, case, "floor", floor.case) if rec.method == "auto" else None
+            p = paired_ratio(records, case, "floor") if rec.method == "auto" else None
             if p:
                 row["floor_paired"] = p["ratio"]
                 paired.append(f"{100 * p['ratio']:.0f}% of the floor")

@@ -83,18 +83,18 @@ def _batch_floor(records, analyses, opts):
         return None
     apart = (f"{rec.mp_per_s:.1f} MP/s vs the decode+encode floor {f.mp_per_s:.1f} MP/s ({f.case.split(':')[-1]}), "
              f"{rec.workers} worker{'s' if rec.workers != 1 else ''}")
-    return _paired_or_apart(records, rec, "invert", "floor", f.case, rec.mp_per_s / f.mp_per_s, how, apart)
+    return _paired_or_apart(records, rec, "invert", "floor", rec.mp_per_s / f.mp_per_s, how, apart)
 
 
-def _paired_or_apart(records, rec, case, method, method_case, apart_ratio, how, apart):
+def _paired_or_apart(records, rec, case, method, apart_ratio, how, apart):
     """``(ratio, detail)``: the paired ratio of ``rec`` (``auto``) over ``method`` when the run
     has it, with the separate records' ratio beside it; else the separate records' ratio."""
     from ._batch import paired_ratio, paired_text
 
-    p = paired_ratio(records, case, method, method_case) if rec.method == "auto" else None
+    p = paired_ratio(records, case, method) if rec.method == "auto" else None
     if p is None:
         return apart_ratio, f"{how}: {apart}" + _mismatch(rec)
-    name = "the floor" if method == "floor" else method
+    name = f"the floor ({p['other'].case.split(':')[-1]})" if method == "floor" else method
     return p["ratio"], (f"{how}, {paired_text(p, name)}; in separate processes {apart} = {apart_ratio:.2f}"
                         + _mismatch(rec))
 
@@ -116,8 +116,7 @@ def _batch_peers_ratio(records, case):
     rec, how = got
     apart = (f"{rec.mp_per_s:.1f} MP/s vs the fastest peer (output checked), {peer.method} with {peer.workers} "
              f"workers, {peer.mp_per_s:.1f} MP/s")
-    return _paired_or_apart(records, rec, case, peer.method, None, rec.mp_per_s / peer.mp_per_s, f"{case}: {how}",
-                            apart)
+    return _paired_or_apart(records, rec, case, peer.method, rec.mp_per_s / peer.mp_per_s, f"{case}: {how}", apart)
 
 
 def _batch_vs_peers(records, analyses, opts):
