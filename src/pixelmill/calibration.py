@@ -162,18 +162,18 @@ def _sample_op(cls: str):
     return Filter(kernels.from_array(weights / weights.sum(), name="calibration-7x7"), policy="clip")
 
 
-def _pruned_guess(row: list[float], best: float, mp: float, previous_mp: float) -> float | None:
-    """A candidate's time at ``mp`` extrapolated from its last one (``row[-1]``, at
-    ``previous_mp``, where the fastest took ``best``) when it is not worth timing there; None
-    when it is (see :data:`PRUNE_FACTOR` and :data:`PRUNE_MIN_S`).
+def _pruned_guess(previous: float, best: float, mp: float, previous_mp: float) -> float | None:
+    """A candidate's time at ``mp`` extrapolated from its time at ``previous_mp`` (where the
+    fastest took ``best``) when it is not worth timing there; None when it is (see
+    :data:`PRUNE_FACTOR` and :data:`PRUNE_MIN_S`).
 
-    >>> _pruned_guess([2.0], 0.1, 24.0, 8.0)  # 20x slower, and 6 s a run to time it
+    >>> _pruned_guess(2.0, 0.1, 24.0, 8.0)  # 20x slower, and 6 s a run to time it
     6.0
-    >>> _pruned_guess([5e-5], 1e-5, 0.25, 0.02) is None  # 5x slower, but timed in a blink
+    >>> _pruned_guess(5e-5, 1e-5, 0.25, 0.02) is None  # 5x slower, but timed in a blink
     True
     """
-    guess = row[-1] * mp / previous_mp
-    return guess if row[-1] > PRUNE_FACTOR * best and guess > PRUNE_MIN_S else None
+    guess = previous * mp / previous_mp
+    return guess if previous > PRUNE_FACTOR * best and guess > PRUNE_MIN_S else None
 
 
 def _sample_image(mp: float) -> np.ndarray:
@@ -283,7 +283,7 @@ def calibrate(*, sizes_mp=SIZES_MP, classes=WORK_CLASSES, notify=None, save: boo
                 best = min((r[-1] for r in rows.values() if r), default=math.inf)
                 timed = {}
                 for cand, row in rows.items():
-                    guess = _pruned_guess(row, best, mp, sizes[i - 1]) if row else None
+                    guess = _pruned_guess(row[-1], best, mp, sizes[i - 1]) if row else None
                     if guess is not None:
                         row.append(guess)
                     else:

@@ -421,8 +421,8 @@ def _run_paired(spec: dict) -> list[Record]:
         fn, rec_case, note = _runner(method, kind, w, lib, state, names, dict(spec, case=case, op=op), pool)
         rec = Record(suite=NAME, method=method, kind="paired", case=rec_case, size=spec["images"],
                      size_unit="images", workers=w, notes=note)
-        runs.append({"rec": rec, "fn": fn, "state": state, "member": (method, kind, case), "times": [],
-                     "peak": 0.0, "before": None, "processes": 1})
+        runs.append({"rec": rec, "fn": fn, "state": state, "member": (method, kind, case), "slot": len(runs),
+                     "times": [], "peak": 0.0, "before": None, "processes": 1})
     start = time.perf_counter()
     for k in range(MIN_PAIRS + 1):  # round 0 warms up (pools, compiled kernels, the file cache)
         last = k == MIN_PAIRS or (k >= 3 and spec["budget_s"] is not None
@@ -431,7 +431,7 @@ def _run_paired(spec: dict) -> list[Record]:
             state = run["state"]
             if state["dir"] is not None:
                 shutil.rmtree(state["dir"], ignore_errors=True)
-            state["dir"] = out / f"{runs.index(run)}-{k}"
+            state["dir"] = out / f"{run['slot']}-{k}"
             state["dir"].mkdir(parents=True)
             with MemoryProbe() as probe:
                 t0 = time.perf_counter()
