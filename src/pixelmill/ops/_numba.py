@@ -418,23 +418,27 @@ def _ring_row(image, edges, r, c0, m, weights, step, dst, seg):
     span = (weights.shape[0] - 1) * step
     n_out = src.shape[0] + lpad + rpad - span
     right0 = n_out - rpad
+    # One call site of _row_pass for the three parts: LLVM inlines each call of the row pass
+    # into the kernels, and three copies of it tripled their compile time.
     k, end = c0, c0 + m
-    if k < lpad:
-        stop = min(end, lpad)
-        for j in range(stop - k + span):
-            p = left_map[k + j]
-            seg[j] = src[p] if p >= 0 else cval
-        _row_pass(seg, 0, weights, step, dst[k - c0 :], stop - k)
+    while k < end:
+        if k < lpad:
+            stop = min(end, lpad)
+            for j in range(stop - k + span):
+                p = left_map[k + j]
+                seg[j] = src[p] if p >= 0 else cval
+            part, start = seg, 0
+        elif k < right0:
+            stop = min(end, right0)
+            part, start = src, k - lpad
+        else:
+            stop = end
+            for j in range(end - k + span):
+                p = right_map[k - right0 + j]
+                seg[j] = src[p] if p >= 0 else cval
+            part, start = seg, 0
+        _row_pass(part, start, weights, step, dst[k - c0 :], stop - k)
         k = stop
-    stop = min(end, right0)
-    if k < stop:
-        _row_pass(src, k - lpad, weights, step, dst[k - c0 :], stop - k)
-        k = stop
-    if k < end:
-        for j in range(end - k + span):
-            p = right_map[k - right0 + j]
-            seg[j] = src[p] if p >= 0 else cval
-        _row_pass(seg, 0, weights, step, dst[k - c0 :], end - k)
 
 
 @_jit
@@ -452,12 +456,12 @@ def _correlate_separable(image, edges, column, row, out, step, n_strips, chunk, 
         seg = np.empty(max(edges[4], edges[5]) + (row.shape[0] - 1) * step, dtype=image.dtype)
         for c0 in range(0, n, chunk):
             m = min(chunk, n - c0)
-            for r in range(r0, r0 + kh - 1):
+            # Input row r completes the ring of output row r - kh + 1 (one call site each).
+            for r in range(r0, r1 + kh - 1):
                 _ring_row(image, edges, r, c0, m, row, step, ring[r % kh], seg)
-            for i in range(r0, r1):
-                r = i + kh - 1
-                _ring_row(image, edges, r, c0, m, row, step, ring[r % kh], seg)
-                _column_store(ring, i, column, line, out[i, c0 : c0 + m], m, store, lo, hi, mid)
+                i = r - kh + 1
+                if i >= r0:
+                    _column_store(ring, i, column, line, out[i, c0 : c0 + m], m, store, lo, hi, mid)
 
 
 @_jit
@@ -478,15 +482,17 @@ def _sobel(image, edges, x_column, x_row, y_column, y_row, out, step, n_strips, 
         seg = np.empty(max(edges[4], edges[5]) + (x_row.shape[0] - 1) * step, dtype=image.dtype)
         for c0 in range(0, n, chunk):
             m = min(chunk, n - c0)
-            for r in range(r0, r0 + kh - 1):
-                _ring_row(image, edges, r, c0, m, x_row, step, ring_x[r % kh], seg)
-                _ring_row(image, edges, r, c0, m, y_row, step, ring_y[r % kh], seg)
-            for i in range(r0, r1):
-                r = i + kh - 1
-                _ring_row(image, edges, r, c0, m, x_row, step, ring_x[r % kh], seg)
-                _ring_row(image, edges, r, c0, m, y_row, step, ring_y[r % kh], seg)
-                _column_pass(ring_x, i, x_column, gx, m)
-                _column_pass(ring_y, i, y_column, gy, m)
+            # One call site of each pass, as in _correlate_separable.
+            for r in range(r0, r1 + kh - 1):
+                for g in range(2):
+                    _ring_row(image, edges, r, c0, m, x_row if g == 0 else y_row, step,
+                              (ring_x if g == 0 else ring_y)[r % kh], seg)
+                i = r - kh + 1
+                if i < r0:
+                    continue
+                for g in range(2):
+                    _column_pass(ring_x if g == 0 else ring_y, i, x_column if g == 0 else y_column,
+                                 gx if g == 0 else gy, m)
                 for k in range(m):
                     gx[k] = np.hypot(gx[k], gy[k])
                 _store_row(gx, out[i, c0 : c0 + m], m, store, lo, hi, mid)
