@@ -103,8 +103,29 @@ def test_calibration_is_cached_per_machine(tmp_path, monkeypatch):
     assert notes == [] and again.times == made.times  # read back, not measured again
     assert again.startup_s == made.startup_s
     path.write_text("{not json")
-    remeasured = calibration.load(notify=notes.append)
+    remeasured = calibration.load(notify=notes.append, sizes_mp=(0.001, 0.003))
     assert notes and set(remeasured.times) == set(calibration.WORK_CLASSES)
+    assert remeasured.sizes_mp == [0.001, 0.003] and remeasured.created
+
+
+def test_processes_started_at_once_calibrate_once(tmp_path, monkeypatch, machine_calibration):
+    # While one process measures (it holds the lock beside the cache file), another waits and
+    # then reads its table instead of timing the engines beside it.
+    import threading
+
+    from filelock import FileLock
+
+    monkeypatch.setenv("PIXELMILL_CACHE", str(tmp_path))
+    path = calibration.cache_path()
+    got = []
+    with FileLock(f"{path}.lock"):
+        waiting = threading.Thread(target=lambda: got.append(calibration.load(sizes_mp=(0.001,))))
+        waiting.start()
+        waiting.join(timeout=1.0)
+        assert waiting.is_alive() and not got
+        path.write_text(json.dumps(machine_calibration.to_json()))
+    waiting.join(timeout=60)
+    assert got and got[0].created == machine_calibration.created and got[0].times == machine_calibration.times
 
 
 def test_batch_plan_runs_whole_images_in_parallel_with_the_calibrated_inner_engine(machine_calibration):

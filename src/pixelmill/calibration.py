@@ -333,17 +333,33 @@ def numba_startup(runs: int = 2) -> float:
     return max(0.0, times["numba"] - times["bare"])
 
 
-def load(*, notify=None) -> Calibration:
-    """This machine's calibration: from the cache, or measured now (once) and cached."""
+def load(*, notify=None, sizes_mp=SIZES_MP) -> Calibration:
+    """This machine's calibration: from the cache, or measured now (once, at ``sizes_mp``) and
+    cached. Processes that start at once measure it once: the first one holds a lock beside the
+    cache file while it measures, and the others wait for its table instead of timing the
+    engines side by side (which would also spoil each other's measurements)."""
+    from filelock import FileLock
+
     path = cache_path()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        cal = Calibration.from_json(data)
-        started = "numba" in cal.startup_s or "numba" not in cal.machine["engines"]
-        if set(cal.times) >= set(WORK_CLASSES) and started:
+    cal = _cached(path)
+    if cal is not None:
+        return cal
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):
+        cal = _cached(path)  # measured by another process while this one waited
+        if cal is not None:
             return cal
+        if notify:
+            notify(f"engine 'auto': timing the engines on this machine once (cached in {path})")
+        return calibrate(notify=notify, sizes_mp=sizes_mp)
+
+
+def _cached(path: Path) -> Calibration | None:
+    """The calibration in ``path``, if it is complete; else None (missing, unreadable, or
+    from an older pixelmill)."""
+    try:
+        cal = Calibration.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):
-        pass  # missing or unreadable: measure again
-    if notify:
-        notify(f"engine 'auto': timing the engines on this machine once (cached in {path})")
-    return calibrate(notify=notify)
+        return None
+    started = "numba" in cal.startup_s or "numba" not in cal.machine["engines"]
+    return cal if set(cal.times) >= set(WORK_CLASSES) and started else None
