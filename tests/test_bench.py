@@ -24,13 +24,13 @@ from pixelmill.bench._records import timing_stats
 from pixelmill.sample import write_sample_library
 
 PEERS = ("cv2", "scipy", "skimage", "pillow", "pyvips")
-TINY = dict(sizes=(1, 2, 3), workers=(1, 2), repeats=2, image_mp=0.04, bank_mp=0.03, batch_images=3, budget_s=1.0)
+TINY = dict(sizes=(1, 2, 3), workers=(1, 2), repeats=2, image_mp=0.04, bank_mp=0.03, batch_images=4, budget_s=1.0)
 
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bench-library")
-    write_sample_library(folder, count=3, max_pixels=15_000, seed=3)
+    write_sample_library(folder, count=4, max_pixels=15_000, seed=3)
     return folder
 
 
@@ -273,8 +273,11 @@ def test_batch_runs_both_cases_and_every_output_is_checked(run):
         rows = [r for r in ok if r.case == case]
         assert {r.method for r in rows if r.kind == "engine"} == engines, case
         assert {r.method for r in rows if r.kind == "peer"} == {"cv2", "pillow", "pyvips"}, case
-        # Paired in one process: the default run and OpenCV of each case (and the floor, below).
-        assert {r.method for r in rows if r.kind == "paired"} == {"auto", "cv2"}, case
+        # Paired in one process: the default run and OpenCV of each case (and the floor, below),
+        # and the engine whose batch runs the schedule auto's does, if one does.
+        paired_auto = next(r for r in rows if r.kind == "paired" and r.method == "auto")
+        twin = {paired_auto.auto_ran.split(" (")[0]} if paired_auto.auto_ran else set()
+        assert {r.method for r in rows if r.kind == "paired"} == {"auto", "cv2"} | twin, case
         for r in rows:
             assert r.checked and r.match, (case, r.method, r.max_abs_err, r.mean_abs_err, r.notes)
             assert r.megapixels > 0 and r.peak_rss_mb > 0
@@ -294,6 +297,8 @@ def test_batch_runs_both_cases_and_every_output_is_checked(run):
     assert all(r.warmup_s > 0 and "rounds in one process" in r.notes for r in paired)
     assert {(r.method, r.case) for r in ok if r.method in ("python-process", "largest-image")} == {
         ("python-process", "startup"), ("largest-image", "decode:largest")}
+    # The inversion runs whole photos on threads, NumPy in each: as the threads engine's batch does.
+    assert next(r for r in paired if r.method == "auto" and r.case == "invert").auto_ran == "threads (2 workers)"
 
 
 def test_batch_gaussian_matches_an_independent_blur(library, tmp_path):
@@ -455,6 +460,34 @@ def test_batch_targets_take_the_paired_ratio_when_the_run_has_it():
 
     assert best_floors(records)[2].kind == "baseline" and default_run(records, g)[0].kind == "engine"
     assert fastest_peer(records, g).kind == "peer"
+
+
+def test_auto_target_takes_a_batchs_overhead_from_the_engine_paired_with_it():
+    """A batch's auto record has no pairing of its own: the paired records give it, when auto
+    ran in turn with the engine whose batch runs its schedule."""
+    from pixelmill.bench._targets import _auto_vs_best
+
+    def engine(method, median):
+        r = Record(suite="batch", method=method, kind="engine", case="invert", size=4, size_unit="images",
+                   workers=2).set_times([median], megapixels=10.0)
+        r.set_check((0.0, 0.0), tolerance=0, reference="x")
+        return r
+
+    separate = [engine("threads", 1.6), engine("processes", 2.5), engine("auto", 1.9)]
+    ratio, detail = _auto_vs_best(separate, {}, {})
+    assert ratio == pytest.approx(1.9 / 1.6)  # the medians of separate processes
+    auto = _paired("auto", "invert", [2.0, 2.1, 1.9])
+    auto.auto_ran = "threads (2 workers)"
+    paired = [auto, _paired("threads", "invert", [1.9, 2.0, 2.0]), _paired("cv2", "invert", [1.0, 1.0, 1.0])]
+    ratio, detail = _auto_vs_best(separate + paired, {}, {})
+    assert ratio == pytest.approx(2.1 / 2.0)  # median of 2.0/1.9, 2.1/2.0, 1.9/2.0
+    assert "auto ran threads (2 workers), 1.05x" in detail and "the best engine itself" in detail
+    # Paired with a slower engine than the best: the choice costs what the separate records say.
+    ratio, _ = _auto_vs_best([engine("threads", 1.6), engine("processes", 1.2), engine("auto", 1.9)] + paired, {}, {})
+    assert ratio == pytest.approx(2.1 / 2.0 * 1.6 / 1.2)
+    # Without the twin's paired record, the medians again.
+    ratio, _ = _auto_vs_best(separate + [auto], {}, {})
+    assert ratio == pytest.approx(1.9 / 1.6)
 
 
 def test_memory_probe_counts_pool_workers():

@@ -20,9 +20,11 @@ Paired: each method above runs in its own process, minutes from the others, and 
 machine the same batch then differs by 10-40% from one process to the next. So the default run
 (``auto``), the floor (threads) and OpenCV (the fastest peer in every run so far) also run in
 turn in one process, round after round, the order reversed every other round (``paired``
-records, ``times_s`` in round order). The drift then hits every member of a round alike, and
-the batch targets use the median over rounds of the time ratio: against the floor always,
-against the fastest peer when the separate records found that same peer fastest.
+records, ``times_s`` in round order), with the engine whose batch runs the schedule ``auto``'s
+does, if one does (the inversion: whole photos on threads, NumPy in each). The drift then hits
+every member of a round alike, and the batch targets use the median over rounds of the time
+ratio: against the floor always, against the fastest peer when the separate records found that
+same peer fastest; ``auto``'s own cost over that engine's is the ``auto-vs-best`` target's.
 
 Memory: the ``batch-memory`` target's bound is 2 x the library's largest decoded image
 (``largest-image``) plus each engine run's constant: before its timed runs, the same run over
@@ -165,7 +167,8 @@ def plan(ctx) -> list[Group]:
                                 dict(base, method=peer, kind="peer", case=case, op=op_spec, workers=[W])))
     if "auto" in o["engines"]:
         groups.append(Group(NAME, "paired", "paired", TARGET,
-                            dict(base, method="paired", kind="paired", case="*", cases=cases, workers=[W])))
+                            dict(base, method="paired", kind="paired", case="*", cases=cases, workers=[W],
+                                 engines=[e for e in o["engines"] if e not in ("auto", "loops")])))
     return groups
 
 
@@ -411,6 +414,8 @@ def _run_paired(spec: dict) -> list[Record]:
     names = sorted(p.name for p in lib.iterdir() if p.suffix == ".jpg")
     w = spec["workers"][0]
     members = [("auto", "engine", case, op, None) for case, op in spec["cases"].items()]
+    twins = auto_twins(spec["cases"], spec.get("engines", ()), len(names), w, spec["quality"])
+    members += [(engine, "engine", case, spec["cases"][case], None) for case, engine in twins.items()]
     members.append(("floor", "baseline", "decode+encode", None, "threads" if w > 1 else "serial"))
     if importlib.util.find_spec(PEER_MODULES[PAIRED_PEER]) is not None:
         members += [(PAIRED_PEER, "peer", case, op, None) for case, op in spec["cases"].items()]
@@ -421,6 +426,8 @@ def _run_paired(spec: dict) -> list[Record]:
         fn, rec_case, note = _runner(method, kind, w, lib, state, names, dict(spec, case=case, op=op), pool)
         rec = Record(suite=NAME, method=method, kind="paired", case=rec_case, size=spec["images"],
                      size_unit="images", workers=w, notes=note)
+        if method == "auto" and case in twins:
+            rec.auto_ran = f"{twins[case]} ({w} worker{'s' if w != 1 else ''})"
         runs.append({"rec": rec, "fn": fn, "state": state, "member": (method, kind, case), "slot": len(runs),
                      "times": [], "peak": 0.0, "before": None, "processes": 1})
     start = time.perf_counter()
@@ -458,6 +465,36 @@ def _run_paired(spec: dict) -> list[Record]:
         records.append(rec)
     shutil.rmtree(out, ignore_errors=True)
     return records
+
+
+def auto_twins(cases: dict, engines, n_images: int, workers: int, quality: int) -> dict[str, str]:
+    """{case: the engine whose batch runs the schedule ``auto``'s batch runs for this library},
+    for the cases that have one (the inversion: whole photos on threads, NumPy in each)."""
+    from ..batch import _plan_schedule
+
+    twins = {}
+    for case, op_spec in cases.items():
+        planned = _plan_schedule(_engine_settings(op_spec, "auto", workers, quality), n_images)
+        twin = next((e for e in engines
+                     if _plan_schedule(_engine_settings(op_spec, e, workers, quality), n_images) == planned), None)
+        if twin is not None:
+            twins[case] = twin
+    return twins
+
+
+def paired_auto_overhead(records, case: str) -> tuple[str, float] | None:
+    """``(the engine auto ran, auto's time over that engine's)`` for the batch of ``case``, from
+    the ``paired`` records when auto's batch ran the same schedule as an engine's and the two
+    ran in turn in one process (the median over rounds); else None."""
+    paired = [r for r in records if r.suite == NAME and r.kind == "paired" and r.status == "ok" and r.times_s]
+    auto = next((r for r in paired if r.method == "auto" and r.case == case and r.auto_ran), None)
+    if auto is None:
+        return None
+    engine = auto.auto_ran.split(" (")[0]
+    twin = next((r for r in paired if r.method == engine and r.case == case), None)
+    if twin is None:
+        return None
+    return auto.auto_ran, statistics.median(a / t for a, t in zip(auto.times_s, twin.times_s))
 
 
 def paired_ratio(records, case: str, method: str) -> dict | None:

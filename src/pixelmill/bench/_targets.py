@@ -189,7 +189,10 @@ def _auto_vs_best(records, analyses, opts):
     was when both were timed in turn in one process (``auto_paired``), the ratio is that
     overhead times the chosen engine's own record over the best one's: how good the choice
     was, and what choosing cost, each measured where the machine's drift cannot enter. Other
-    records compare the two medians as they are."""
+    records compare the two medians as they are. A batch's overhead comes from the ``paired``
+    batch records, where auto ran in turn with the engine whose batch runs the same schedule."""
+    from ._batch import paired_auto_overhead
+
     ok = [r for r in _ok(records) if r.kind == "engine" and not r.extrapolated and r.case != "startup"]
     pairs = []
     for a in (r for r in ok if r.method == "auto"):
@@ -198,18 +201,21 @@ def _auto_vs_best(records, analyses, opts):
         if not rivals:
             continue
         best = min(rivals, key=lambda r: r.median_s)
-        chosen = _chosen_record(a, rivals)
+        ran, overhead = a.auto_ran, a.auto_paired
+        if overhead is None and a.suite == "batch":
+            ran, overhead = paired_auto_overhead(records, a.case) or (ran, None)
+        chosen = _chosen_record(ran, overhead, rivals)
         if chosen is not None:
-            pairs.append((a.auto_paired * chosen.median_s / best.median_s, a, best, chosen))
+            pairs.append((overhead * chosen.median_s / best.median_s, a, best, chosen, ran, overhead))
         else:
-            pairs.append((a.median_s / best.median_s, a, best, None))
+            pairs.append((a.median_s / best.median_s, a, best, None, ran, overhead))
     if not pairs:
         return None
     pairs.sort(key=lambda p: -p[0])
-    ratio, a, best, chosen = pairs[0]
+    ratio, a, best, chosen, ran, overhead = pairs[0]
     within = sum(p[0] <= 1.10 for p in pairs)
     if chosen is not None:
-        how = (f"auto ran {a.auto_ran}, {a.auto_paired:.2f}x that engine's time when both ran in turn in one process; "
+        how = (f"auto ran {ran}, {overhead:.2f}x that engine's time when both ran in turn in one process; "
                + ("the best engine itself" if chosen is best else
                   f"its own record {chosen.median_s * 1e3:.1f} ms vs {best.method} ({best.workers}) "
                   f"{best.median_s * 1e3:.1f} ms"))
@@ -221,11 +227,11 @@ def _auto_vs_best(records, analyses, opts):
                    f"ratio is {raw:.2f}")
 
 
-def _chosen_record(auto, rivals):
-    """The record of the engine ``auto`` ran (same engine and workers, default tiles), if
-    ``auto`` was timed beside it in its own process; else None."""
-    match = re.fullmatch(r"(\w+) \((\d+) workers?\)", auto.auto_ran or "")
-    if auto.auto_paired is None or not match:
+def _chosen_record(ran, overhead, rivals):
+    """The record of the engine ``auto`` ran (``ran``: same engine and workers, default tiles),
+    if ``auto`` was timed beside it in one process (``overhead``); else None."""
+    match = re.fullmatch(r"(\w+) \((\d+) workers?\)", ran or "")
+    if overhead is None or not match:
         return None
     engine, workers = match.group(1), int(match.group(2))
     return next((r for r in rivals if r.method == engine and r.workers == workers), None)
