@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,6 +134,26 @@ def test_output_folder_containing_inputs_never_touches_them(tmp_path, rng):
     # with the op named like the input folder, an output would land on the input: refused
     res = CliRunner().invoke(main, ["run", str(lib / "x.png"), "-o", str(lib), "--op", "invert"])
     assert res.exit_code == 2 and "overwrite the input" in res.output
+
+
+def test_an_output_that_is_a_symlink_to_an_input_is_refused(tmp_path, rng, monkeypatch):
+    from pixelmill.batch import _RealPaths
+
+    lib, out = tmp_path / "lib", tmp_path / "out"
+    _save(lib / "x.png", rng.integers(0, 256, (9, 9, 3), dtype=np.uint8))
+    out.mkdir()
+    os.symlink(lib / "x.png", out / "x.png")  # writing out/x.png would write through it
+    os.symlink(lib, tmp_path / "lib-link")
+    before = _digest_tree(lib)
+    res = CliRunner().invoke(main, ["run", str(lib), "-o", str(out), "--op", "invert"])
+    assert res.exit_code == 2 and "overwrite the input" in res.output
+    assert _digest_tree(lib) == before
+    # The real paths resolved folder by folder are os.path.realpath's, symlinks or not.
+    monkeypatch.chdir(tmp_path)
+    realpath = _RealPaths()
+    for path in (lib / "x.png", out / "x.png", tmp_path / "lib-link" / "x.png", tmp_path / "lib-link" / "new.png",
+                 out / "new.png", Path("lib-link") / "x.png", "x.png", out / "missing" / "y.png"):
+        assert realpath(path) == os.path.realpath(path), path
 
 
 def test_odd_file_names_stay_inside_outdir(tmp_path, rng):

@@ -70,11 +70,13 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class Step:
-    """One operation on one input, and where its output goes."""
+    """One operation on one input, and where its output goes (``output``; ``rel_output``:
+    the same, relative to the output folder, as the manifest and journal name it)."""
 
     op: Operation
     output: str
     key: str
+    rel_output: str
 
 
 @dataclass(frozen=True)
@@ -182,15 +184,35 @@ def _check_outdir(outdir: Path, inputs) -> None:
             )
 
 
-def _output_path(outdir: Path, rel: Path, op: Operation, several: bool, fmt: str | None) -> Path:
+def _output_path(outdir: Path, rel: Path, op: Operation, several: bool, fmt: str | None) -> tuple[Path, str]:
+    """``(output path, the same relative to outdir, in / form)``."""
     rel = Path(*[p for p in rel.parts if p not in ("", ".", "..")])
     if fmt:
         rel = rel.with_suffix(FORMAT_SUFFIX[fmt])
-    out = outdir / op.label / rel if several else outdir / rel
+    if several:
+        rel = op.label / rel
+    out = outdir / rel
     # A name can never climb out of OUTDIR: parts are filtered above, and this is the proof.
     if not _inside(Path(os.path.normpath(out)), Path(os.path.normpath(outdir))):
         raise UnsafeOutputError(f"output {str(out)!r} would fall outside {str(outdir)!r}")
-    return out
+    return out, rel.as_posix()
+
+
+class _RealPaths:
+    """``os.path.realpath`` of many files, each folder resolved once: a file's real path is
+    its folder's and its name, unless the file itself is a symlink."""
+
+    def __init__(self):
+        self._folders: dict[str, str] = {}
+
+    def __call__(self, path) -> str:
+        path = os.fspath(path)
+        if os.path.islink(path):
+            return os.path.realpath(path)
+        folder, name = os.path.split(path)
+        if folder not in self._folders:
+            self._folders[folder] = os.path.realpath(folder or os.curdir)
+        return os.path.join(self._folders[folder], name)
 
 
 def _input_signature(path: Path) -> str:
@@ -232,11 +254,7 @@ def _is_up_to_date(outdir: Path, rel_output: str, key: str, journal: dict[str, d
 # -- running one task (in whatever worker the engine chose) -----------------------------------
 
 
-def _rel(outdir: str, path: str) -> str:
-    return Path(os.path.relpath(path, outdir)).as_posix()
-
-
-def run_task(task: Task, outdir: str) -> list[dict]:
+def run_task(task: Task) -> list[dict]:
     """Decode once, run each step, encode each output atomically. Never raises."""
     s = task.settings
     records = []
@@ -251,7 +269,7 @@ def run_task(task: Task, outdir: str) -> list[dict]:
             )
     except Exception as exc:  # one bad file never stops a batch
         reason = _one_line(exc)
-        return [_record(task.input, st, outdir, "failed", reason) for st in task.steps]
+        return [_record(task.input, st, "failed", reason) for st in task.steps]
     decode = time.perf_counter() - t0
     pixels = int(image.data.shape[0] * image.data.shape[1])
     ops = [step.op for step in task.steps]
@@ -262,7 +280,7 @@ def run_task(task: Task, outdir: str) -> list[dict]:
         results = _apply_bank(engine, ops, image, s)
     except Exception as exc:
         reason = _one_line(exc)
-        return [_record(task.input, st, outdir, "failed", reason) for st in task.steps]
+        return [_record(task.input, st, "failed", reason) for st in task.steps]
     compute = (time.perf_counter() - t1) / len(ops)  # the bank's time, shared evenly
     for step, result in zip(task.steps, results):
         timings = {"decode": round(decode, 6), "compute": round(compute, 6)}
@@ -273,10 +291,10 @@ def run_task(task: Task, outdir: str) -> list[dict]:
             # Durable at the end of the batch (run_batch), not file by file.
             write_image(step.output, result, format=fmt, quality=s.quality, like=image, durable=False)
             timings["encode"] = round(time.perf_counter() - t2, 6)
-            rec = _record(task.input, step, outdir, "done", None, timings=timings, pixels=pixels)
+            rec = _record(task.input, step, "done", None, timings=timings, pixels=pixels)
             rec["size"] = os.stat(step.output).st_size
         except Exception as exc:
-            rec = _record(task.input, step, outdir, "failed", _one_line(exc), timings=timings)
+            rec = _record(task.input, step, "failed", _one_line(exc), timings=timings)
         records.append(rec)
     return records
 
@@ -331,11 +349,11 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
-def _record(input_path, step: Step, outdir, status, error, *, timings=None, pixels=None) -> dict:
+def _record(input_path, step: Step, status, error, *, timings=None, pixels=None) -> dict:
     return {
         "input": str(input_path),
         "op": step.op.label,
-        "output": _rel(outdir, step.output),
+        "output": step.rel_output,
         "status": status,
         "error": error,
         "timings": timings or {},
@@ -344,9 +362,6 @@ def _record(input_path, step: Step, outdir, status, error, *, timings=None, pixe
     }
 
 
-def _task_runner(args):
-    task, outdir = args
-    return run_task(task, outdir)
 
 
 # -- the batch --------------------------------------------------------------------------------
@@ -428,7 +443,8 @@ def run_batch(inputs, outdir, settings: RunSettings, *, progress=None) -> BatchR
     outdir = Path(outdir)
     _check_outdir(outdir, inputs)
     files, ignored = discover(inputs)
-    input_reals = {os.path.realpath(p) for p, _ in files}
+    realpath = _RealPaths()
+    input_reals = {realpath(p) for p, _ in files}
     several = len(s.ops) > 1
     journal = {} if s.overwrite else _load_journal(outdir)
 
@@ -442,15 +458,14 @@ def run_batch(inputs, outdir, settings: RunSettings, *, progress=None) -> BatchR
         signature = _input_signature(path)
         steps = []
         for op in s.ops:
-            out = _output_path(outdir, rel, op, several, s.format)
-            if os.path.realpath(out) in input_reals:
+            out, rel_out = _output_path(outdir, rel, op, several, s.format)
+            if realpath(out) in input_reals:
                 raise UnsafeOutputError(
                     f"output {str(out)!r} would overwrite the input {str(path)!r}; choose another output folder"
                 )
-            step = Step(op, str(out), _key(signature, s.fingerprint(op)))
-            rel_out = _rel(str(outdir), str(out))
+            step = Step(op, str(out), _key(signature, s.fingerprint(op)), rel_out)
             if rel_out in claimed:
-                result.items.append(_record(path, step, str(outdir), "failed",
+                result.items.append(_record(path, step, "failed",
                                             f"output {rel_out!r} is also the output of {claimed[rel_out]!r}"))
                 continue
             claimed[rel_out] = str(path)
@@ -471,7 +486,7 @@ def run_batch(inputs, outdir, settings: RunSettings, *, progress=None) -> BatchR
         with open(outdir / JOURNAL_NAME, "a", encoding="utf-8") as journal_fh, \
                 durable_in_background() as make_durable_soon, \
                 make_engine(across, across_workers, **_engine_options(s)) as engine:
-            for records in engine.map(_task_runner, [(t, str(outdir)) for t in tasks]):
+            for records in engine.map(run_task, tasks):
                 for rec in records:
                     if rec["status"] == "done":
                         journal_fh.write(json.dumps(rec) + "\n")
