@@ -225,3 +225,33 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, rng):
     assert _digest_tree(reference).keys() - {"manifest.json", ".pixelmill-journal.jsonl"} <= set(_digest_tree(out))
     for p in reference.glob("*.png"):
         assert p.read_bytes() == (out / p.name).read_bytes()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc arenas")
+def test_thread_pool_batches_allocate_from_one_malloc_arena(tmp_path, rng):
+    # glibc gives each worker thread its own arena unless told otherwise; malloc_info lists them.
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_info
+    except AttributeError:
+        pytest.skip("not glibc")
+    lib = tmp_path / "lib"
+    for k in range(6):
+        _save(lib / f"p{k}.png", rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    code = f"""
+import ctypes, os, sys
+from pixelmill.batch import RunSettings, run_batch
+from pixelmill.ops import Invert
+result = run_batch([{str(lib)!r}], {str(tmp_path / "out")!r}, RunSettings(ops=(Invert(),), engine="threads", workers=2))
+assert result.count("done") == 6
+libc = ctypes.CDLL(None)
+libc.fdopen.restype = ctypes.c_void_p
+fh = libc.fdopen(os.dup(1), b"w")
+libc.malloc_info(0, ctypes.c_void_p(fh))
+libc.fflush(ctypes.c_void_p(fh))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("<heap nr=") == 1, out.stdout[:2000]

@@ -420,6 +420,11 @@ def run_batch(inputs, outdir, settings: RunSettings, *, progress=None) -> BatchR
     PixelmillError
         For a usage error found before any work starts (missing input, unsafe output folder,
         an output that would overwrite an input, bad options).
+
+    Notes
+    -----
+    With glibc, the first batch limits the process to one malloc arena
+    (:func:`one_malloc_arena`), so photos freed on one worker thread are reused on the others.
     """
     s = settings
     if not s.ops:
@@ -478,6 +483,7 @@ def run_batch(inputs, outdir, settings: RunSettings, *, progress=None) -> BatchR
             tasks.append(Task(str(path), tuple(steps), s, inner, inner_workers))
 
     outdir.mkdir(parents=True, exist_ok=True)
+    one_malloc_arena()
     started = time.perf_counter()
     done_tasks, megapixels = 0, 0.0
     try:
@@ -503,6 +509,35 @@ def run_batch(inputs, outdir, settings: RunSettings, *, progress=None) -> BatchR
     result.seconds = time.perf_counter() - started
     write_manifest(result, s)
     return result
+
+
+def one_malloc_arena() -> bool:
+    """Have every thread of this process allocate from one glibc malloc arena; True if set.
+
+    glibc gives each thread its own arena and keeps what a thread frees there for that
+    thread: a photo's pixels freed on one worker thread are not reused by the other, so each
+    arena grows to the largest photos it has seen and a thread-pool batch's peak grew batch
+    after batch (dask's Gaussian batch of 200 photos: 199, 236, 271, 296 MB in four runs in
+    one process; with one arena 190-199 MB, at the same speed). Python objects come from
+    Python's own allocator, so the threads rarely call malloc and one arena costs no waiting.
+    A ``MALLOC_ARENA_MAX`` in the environment is the user's choice and is left alone; other
+    C libraries than glibc have no arenas to limit.
+    """
+    global _ARENA_SET
+    if _ARENA_SET is None:
+        _ARENA_SET = False
+        if "MALLOC_ARENA_MAX" not in os.environ:
+            try:
+                import ctypes
+
+                _ARENA_SET = ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 1) == 1
+            except (OSError, AttributeError, TypeError):  # not glibc
+                pass
+    return _ARENA_SET
+
+
+_M_ARENA_MAX = -8  # glibc's malloc.h
+_ARENA_SET: bool | None = None
 
 
 def write_manifest(result: BatchResult, s: RunSettings) -> Path:
