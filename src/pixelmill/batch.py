@@ -362,8 +362,6 @@ def _record(input_path, step: Step, status, error, *, timings=None, pixels=None)
     }
 
 
-
-
 # -- the batch --------------------------------------------------------------------------------
 
 

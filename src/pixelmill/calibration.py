@@ -338,12 +338,12 @@ def load(*, notify=None, sizes_mp=SIZES_MP) -> Calibration:
     cached. Processes that start at once measure it once: the first one holds a lock beside the
     cache file while it measures, and the others wait for its table instead of timing the
     engines side by side (which would also spoil each other's measurements)."""
-    from filelock import FileLock
-
     path = cache_path()
     cal = _cached(path)
     if cal is not None:
         return cal
+    from filelock import FileLock
+
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{path}.lock"):
         cal = _cached(path)  # measured by another process while this one waited
