@@ -10,6 +10,7 @@ stopped: a rerun skips outputs that exist and whose input and options are unchan
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -509,6 +510,7 @@ def run_batch(inputs, outdir, settings: RunSettings, *, progress=None) -> BatchR
     return result
 
 
+@functools.cache
 def one_malloc_arena() -> bool:
     """Have every thread of this process allocate from one glibc malloc arena; True if set.
 
@@ -521,21 +523,17 @@ def one_malloc_arena() -> bool:
     A ``MALLOC_ARENA_MAX`` in the environment is the user's choice and is left alone; other
     C libraries than glibc have no arenas to limit.
     """
-    global _ARENA_SET
-    if _ARENA_SET is None:
-        _ARENA_SET = False
-        if "MALLOC_ARENA_MAX" not in os.environ:
-            try:
-                import ctypes
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        import ctypes
 
-                _ARENA_SET = ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 1) == 1
-            except (OSError, AttributeError, TypeError):  # not glibc
-                pass
-    return _ARENA_SET
+        return ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 1) == 1
+    except (OSError, AttributeError, TypeError):  # not glibc
+        return False
 
 
 _M_ARENA_MAX = -8  # glibc's malloc.h
-_ARENA_SET: bool | None = None
 
 
 def write_manifest(result: BatchResult, s: RunSettings) -> Path:

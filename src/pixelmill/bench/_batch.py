@@ -486,15 +486,15 @@ def paired_auto_overhead(records, case: str) -> tuple[str, float] | None:
     """``(the engine auto ran, auto's time over that engine's)`` for the batch of ``case``, from
     the ``paired`` records when auto's batch ran the same schedule as an engine's and the two
     ran in turn in one process (the median over rounds); else None."""
-    paired = [r for r in records if r.suite == NAME and r.kind == "paired" and r.status == "ok" and r.times_s]
-    auto = next((r for r in paired if r.method == "auto" and r.case == case and r.auto_ran), None)
-    if auto is None:
+    ran = next((r.auto_ran for r in _paired_records(records) if r.method == "auto" and r.case == case), "")
+    p = paired_ratio(records, case, ran.split(" (")[0]) if ran else None
+    if p is None:
         return None
-    engine = auto.auto_ran.split(" (")[0]
-    twin = next((r for r in paired if r.method == engine and r.case == case), None)
-    if twin is None:
-        return None
-    return auto.auto_ran, statistics.median(a / t for a, t in zip(auto.times_s, twin.times_s))
+    return ran, statistics.median(a / t for a, t in zip(p["auto"].times_s, p["other"].times_s))
+
+
+def _paired_records(records) -> list[Record]:
+    return [r for r in records if r.suite == NAME and r.kind == "paired" and r.status == "ok" and r.times_s]
 
 
 def paired_ratio(records, case: str, method: str) -> dict | None:
@@ -502,7 +502,7 @@ def paired_ratio(records, case: str, method: str) -> dict | None:
     the median over rounds of ``method``'s time over ``auto``'s. The floor is the paired one
     whatever pool the separate records found fastest: it runs as auto's batch does, on threads
     (the two pools' floors differ by less than the machine's noise)."""
-    paired = [r for r in records if r.suite == NAME and r.kind == "paired" and r.status == "ok" and r.times_s]
+    paired = _paired_records(records)
     auto = next((r for r in paired if r.method == "auto" and r.case == case), None)
     other = next((r for r in paired if r.method == method and (method == "floor" or r.case == case)), None)
     if auto is None or other is None:
