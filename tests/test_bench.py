@@ -538,6 +538,54 @@ def test_auto_target_takes_autos_own_cost_from_the_paired_runs():
         assert ratio == pytest.approx(1.3)
 
 
+def test_auto_target_takes_the_fastest_engine_timed_in_the_same_rounds():
+    """Timed in turn with its rivals in one process, auto is judged against the fastest of
+    them there, not against a separate process's outlying record of the engine it ran."""
+    from pixelmill.bench._targets import _auto_vs_best
+
+    best = _engine_rec("s", "numba", 1.0)
+    outlier = _engine_rec("s", "threads", 2.0)  # what auto ran; its own process was slow
+    auto = _engine_rec("s", "auto", 1.0, auto_ran="threads (2 workers)", auto_paired=1.0)
+    ratio, _ = _auto_vs_best([best, outlier, auto], {}, {})
+    assert ratio == pytest.approx(2.0)
+    auto.auto_vs_paired_best, auto.paired_best = 1.04, "numba (2 workers)"
+    ratio, detail = _auto_vs_best([best, outlier, auto], {}, {})
+    assert ratio == pytest.approx(1.04) and "1.04x the time of the fastest of them, numba (2 workers)" in detail
+
+
+def test_pairing_times_the_suites_other_engines_in_the_same_rounds():
+    import time as _time
+
+    from pixelmill.bench._harness import MIN_PAIRS, pair_with_delegate
+    from pixelmill.calibration import Calibration
+    from pixelmill.engines import make_engine
+    from pixelmill.ops import Invert
+
+    table = Calibration([1.0], {"invert": {"threads:2:0": [0.01], "numpy:1:0": [0.02]}}, machine={})
+    image = np.zeros((16, 16, 3), np.uint8)
+    # auto takes 30 ms, the engine it runs 20, numpy 10; numba 200, out of reach after one round
+    delay = {"AutoEngine": 0.03, "ThreadsEngine": 0.02, "NumpyEngine": 0.01, "NumbaEngine": 0.2}
+    calls = []
+
+    def work(engine):
+        name = type(engine).__name__
+        calls.append(name)
+        engine.run(Invert(), image)
+        _time.sleep(delay[name])
+
+    with make_engine("auto", 2, calibration=table) as auto:
+        work(auto)
+        calls.clear()
+        rec = pair_with_delegate(Record(suite="s", method="auto", case="invert"), auto, work, runs=1,
+                                 rivals=["loops", "numpy", "threads", "numba", "auto"])
+    # loops and auto are not rivals; threads is timed once a round as auto's delegate
+    assert calls.count("NumbaEngine") == 2  # its warm-up and the first round
+    assert calls.count("NumpyEngine") == MIN_PAIRS + 1 and calls.count("AutoEngine") == MIN_PAIRS
+    assert calls.count("ThreadsEngine") == MIN_PAIRS
+    assert rec.auto_ran == "threads (2 workers)" and 1.2 < rec.auto_paired < 2.0
+    assert rec.paired_best == "numpy (1 worker)" and 2.0 < rec.auto_vs_paired_best < 4.0
+
+
 def test_auto_filter_bank_is_timed_beside_the_engine_it_ran(run):
     # The bank at once always goes to one engine; one filter after the other is paired only
     # when every filter went to the same one.
@@ -545,6 +593,9 @@ def test_auto_filter_bank_is_timed_beside_the_engine_it_ran(run):
     assert auto["bank:at-once"].auto_paired > 0 and auto["bank:at-once"].auto_ran
     sequential = auto["bank:sequential"]
     assert (sequential.auto_paired is None) == (sequential.auto_ran == "")
+    # wherever auto was paired, the suite's other engines ran in the same rounds
+    for rec in (r for r in _timed(run.records) if r.method == "auto" and r.auto_paired is not None):
+        assert rec.paired_best and rec.auto_vs_paired_best >= rec.auto_paired
 
 
 def test_pairing_times_auto_in_turn_with_the_engine_it_ran():
@@ -566,8 +617,9 @@ def test_pairing_times_auto_in_turn_with_the_engine_it_ran():
         calls.clear()
         rec = pair_with_delegate(Record(suite="s", method="auto", case="invert"), auto, work, runs=10)
         assert rec.auto_ran == "threads (2 workers)" and rec.auto_paired > 0
-        # alternately, in ABBA order, each side as many times
-        assert calls == ["AutoEngine", "ThreadsEngine", "ThreadsEngine", "AutoEngine"] * 5
+        # in turn, each round's order the previous one's reversed (ABBA), each side as many times
+        assert sorted(calls) == ["AutoEngine"] * 10 + ["ThreadsEngine"] * 10
+        assert all(calls[k:k + 2] == calls[k + 2:k + 4][::-1] for k in range(0, 20, 4))
         calls.clear()
         pair_with_delegate(Record(suite="s", method="auto", case="invert"), auto, work, runs=2)
         assert len(calls) == 2 * MIN_PAIRS  # never fewer pairs than that

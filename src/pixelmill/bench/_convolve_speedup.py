@@ -36,7 +36,9 @@ def plan(ctx) -> list[Group]:
     ops = ops_for(o)
     refs = {spec: ctx.reference(image, spec) for spec in ops}
     ctx.inputs[NAME] = f"{image['source']}; filters {', '.join(ops)}; worker counts {', '.join(map(str, o['workers']))}"
-    base = dict(ctx.spec_common(), suite=NAME, image=image["npy"], mp=image["mp"], ops=ops, refs=refs)
+    engines = (["numpy"] if "numpy" in o["engines"] else []) + parallel_engines(o)
+    base = dict(ctx.spec_common(), suite=NAME, image=image["npy"], mp=image["mp"], ops=ops, refs=refs,
+                engines=engines)
     groups = []
     if "numpy" in o["engines"]:
         groups.append(Group(NAME, "numpy", "engine", TARGET, dict(base, method="numpy", kind="engine", workers=[1])))
@@ -105,7 +107,7 @@ def run_method(spec: dict) -> list[Record]:
                             warmup=spec["warmup"], budget_s=spec["budget_s"])
                 chose = getattr(engine, "last_choice", None)
                 pair_with_delegate(rec, engine, lambda e: e.run(op, image, border=BORDER), runs=len(m.times),
-                                   budget_s=spec["budget_s"])
+                                   budget_s=spec["budget_s"], rivals=spec["engines"])
             apply_measurement(rec, m, megapixels=spec["mp"])
             rec.set_check(max_mean_abs(m.result, reference), tolerance=ref["tolerance"], reference=ref["name"])
             rec.notes = ("Engine.run on the whole image; warm-up run includes pool start-up/JIT (warmup_s)"

@@ -29,8 +29,9 @@ def plan(ctx) -> list[Group]:
     ops = ops_for(o)
     refs = {spec: ctx.reference(image, spec) for spec in ops}
     ctx.inputs[NAME] = f"{image['source']}; bank of {len(ops)} filters: {', '.join(ops)}; {o['max_workers']} workers"
-    base = dict(ctx.spec_common(), suite=NAME, image=image["npy"], mp=image["mp"], ops=ops, refs=refs)
     engines = (["numpy"] if "numpy" in o["engines"] else []) + parallel_engines(o)
+    base = dict(ctx.spec_common(), suite=NAME, image=image["npy"], mp=image["mp"], ops=ops, refs=refs,
+                engines=engines)
     return [Group(NAME, e, "engine", TARGET,
                   dict(base, method=e, kind="engine", workers=1 if e == "numpy" else o["max_workers"]))
             for e in engines]
@@ -62,7 +63,8 @@ def run_method(spec: dict) -> list[Record]:
             rec = Record(suite=NAME, method=spec["method"], kind="engine", case=f"bank:{mode}", size=spec["mp"],
                          size_unit="MP", workers=spec["workers"])
             if len(ran) <= 1:  # one engine ran the whole bank: auto can be timed beside it
-                pair_with_delegate(rec, engine, work, runs=len(m.times), budget_s=spec["budget_s"])
+                pair_with_delegate(rec, engine, work, runs=len(m.times), budget_s=spec["budget_s"],
+                                   rivals=spec["engines"])
             apply_measurement(rec, m, megapixels=spec["mp"])
             # Every filter's output is checked; the record keeps the worst.
             worst, means, tol_ok, names = 0.0, [], True, set()

@@ -21,6 +21,7 @@ import importlib
 import json
 import math
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -420,37 +421,79 @@ def measure(fn: Callable[[], object], *, repeats: int, warmup: int = 1, budget_s
                        processes=probe.most_processes)
 
 
-#: Fewest auto/direct pairs :func:`pair_with_delegate` times (unless its budget runs out).
+#: Fewest rounds :func:`pair_with_delegate` times (unless its budget runs out).
 MIN_PAIRS = 9
+
+#: A rival that takes this many times auto's time in the first timed round is not timed on.
+RIVAL_OUT_OF_REACH = 1.5
 
 
 def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *, runs: int,
-                       budget_s: float | None = None) -> Record:
-    """For an ``auto`` record: time ``work(engine)`` and ``work(the engine auto went to)`` in
-    turn, in this process, and keep the median of the ratios of each adjacent pair in
-    ``rec.auto_paired``.
+                       budget_s: float | None = None, rivals: tuple[str, ...] | list[str] = ()) -> Record:
+    """For an ``auto`` record: time ``work(engine)``, ``work(the engine auto went to)`` and
+    ``work(rival)`` for each engine named in ``rivals`` in turn, in this process, round after
+    round (a shuffled order, then that order reversed), and keep the medians of the per-round
+    ratios.
 
-    Two methods timed in different processes minutes apart differ by 10-40% on a shared
-    machine even when they run the same code; alternating the two here (ABBA order) leaves
-    ``auto``'s own cost: choosing, dispatching, and nothing of the machine's drift. At least
-    :data:`MIN_PAIRS` pairs (within ``budget_s``): a run that allocates a gigabyte of outputs
-    varied 0.72-1.40x against the very same pool over five pairs. Other engines, and calls
-    ``auto`` split over several engines, leave ``rec`` as it is.
+    ``rec.auto_paired`` is auto's time over the engine it went to: what choosing and
+    dispatching cost. ``rec.auto_vs_paired_best`` is auto's time over the fastest member's
+    (the largest of the per-member medians), named in ``rec.paired_best``: how good the
+    choice was as well, judged where the machine's drift cannot enter. Two methods timed in
+    different processes minutes apart differ by 10-40% on a shared machine even when they run
+    the same code, and in-memory runs also differ by whether the allocator hands out fresh
+    pages. A rival runs once untimed first (its pool or JIT starts); one that takes more than
+    :data:`RIVAL_OUT_OF_REACH` times auto's time in the first round is not timed on.
+    At least :data:`MIN_PAIRS` rounds (within ``budget_s``): a run that allocates a gigabyte
+    of outputs varied 0.72-1.40x against the very same pool over five pairs. Parallel rivals
+    get ``engine.workers``, the others one. Other engines, and calls ``auto`` split over
+    several engines, leave ``rec`` as it is.
     """
+    from contextlib import ExitStack
+
+    from ..calibration import Candidate
+    from ..engines import get_engine_class, make_engine
+
     delegate, choice = getattr(engine, "last_engine", None), getattr(engine, "last_choice", None)
     if delegate is None or choice is None:
         return rec
-    times: dict[str, list[float]] = {"auto": [], "direct": []}
-    start = time.perf_counter()
-    for k in range(max(MIN_PAIRS, runs)):
-        for who in ("auto", "direct") if k % 2 == 0 else ("direct", "auto"):
-            t0 = time.perf_counter()
-            work(engine if who == "auto" else delegate)
-            times[who].append(time.perf_counter() - t0)
-        if budget_s is not None and time.perf_counter() - start > budget_s:
-            break
+    with ExitStack() as stack:
+        members = {"auto": engine, choice.label: delegate}
+        for name in rivals:
+            workers = engine.workers if get_engine_class(name).parallel else 1
+            label = Candidate(name, workers).label
+            if name in ("auto", "loops") or (name, workers) == (choice.engine, choice.workers):
+                continue  # the engine auto went to is timed as its delegate
+            members[label] = stack.enter_context(make_engine(name, workers))
+            work(members[label])
+        times: dict[str, list[float]] = {label: [] for label in members}
+        start = time.perf_counter()
+        shuffle = random.Random(0).shuffle
+        previous: list[str] = []
+        for k in range(max(MIN_PAIRS, runs)):
+            # A shuffled order, then the same reversed: each member follows different ones (a
+            # run after a pool's busy round is slower) and every two precede each other alike.
+            order = list(members)
+            if k % 2 == 0:
+                shuffle(order)
+            else:
+                order = [label for label in reversed(previous) if label in members]
+            previous = order
+            for label in order:
+                t0 = time.perf_counter()
+                work(members[label])
+                times[label].append(time.perf_counter() - t0)
+            if k == 0:
+                for label in [m for m in members if m not in ("auto", choice.label)]:
+                    if times[label][0] > RIVAL_OUT_OF_REACH * times["auto"][0]:
+                        del members[label], times[label]
+            if budget_s is not None and time.perf_counter() - start > budget_s:
+                break
+    ratios = {label: statistics.median(a / t for a, t in zip(times["auto"], ts))
+              for label, ts in times.items() if label != "auto"}
     rec.auto_ran = choice.label
-    rec.auto_paired = statistics.median(a / d for a, d in zip(times["auto"], times["direct"]))
+    rec.auto_paired = ratios[choice.label]
+    rec.paired_best = max(ratios, key=ratios.get)
+    rec.auto_vs_paired_best = ratios[rec.paired_best]
     return rec
 
 

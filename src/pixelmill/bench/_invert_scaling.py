@@ -47,7 +47,8 @@ def plan(ctx) -> list[Group]:
         f"sample sizes {', '.join(map(str, o['sizes']))} are prefixes of that pick"
     )
     base = dict(ctx.spec_common(), suite=NAME, sizes=o["sizes"], images=[s["npy"] for s in sample],
-                mps=[s["mp"] for s in sample], workers=o["max_workers"], loops_crop_mp=LOOPS_CROP_MP[o["quick"]])
+                mps=[s["mp"] for s in sample], workers=o["max_workers"], loops_crop_mp=LOOPS_CROP_MP[o["quick"]],
+                engines=list(o["engines"]))
     groups = [Group(NAME, "memcpy", "baseline", TARGET, dict(base, method="memcpy", kind="baseline"))]
     for engine in o["engines"]:
         groups.append(Group(NAME, engine, "engine", TARGET, dict(base, method=engine, kind="engine")))
@@ -136,8 +137,9 @@ def _run_engine(spec, images, mps) -> list[Record]:
             m = measure(lambda: list(engine.map(_invert_item, items)), repeats=spec["repeats"],
                         warmup=spec["warmup"], budget_s=spec["budget_s"])
             rec = apply_measurement(_record(spec, n, workers=workers), m, megapixels=sum(mps[:n]))
-            pair_with_delegate(rec, engine, lambda e: list(e.map(_invert_item, items)), runs=len(m.times),
-                               budget_s=spec["budget_s"])
+            pair_with_delegate(rec, engine, lambda e: list(e.map(_invert_item, [(i, e.flavour, images[i])
+                                                                                for i in range(n)])),
+                               runs=len(m.times), budget_s=spec["budget_s"], rivals=spec["engines"])
             outs = [out for _, out in sorted(m.result, key=lambda r: r[0])]
             _check(rec, images[:n], outs)
             rec.notes = f"Engine.map over the images, warm pool ({workers} worker{'s' if workers > 1 else ''})"

@@ -53,7 +53,7 @@ def plan(ctx) -> list[Group]:
     ctx.inputs[NAME] = (f"{image['source']}; operations {', '.join(ops)}, uint8 in and out, border 'nearest'; "
                         f"threads 1 and {o['max_workers']} where the library lets one choose")
     base = dict(ctx.spec_common(), suite=NAME, image=image["npy"], mp=image["mp"], ops=ops, refs=refs,
-                max_workers=o["max_workers"])
+                max_workers=o["max_workers"], engines=[e for e in PIXELMILL if e in o["engines"]])
     groups = []
     for engine, which in PIXELMILL.items():
         if engine not in o["engines"]:
@@ -317,7 +317,8 @@ def _measure_pixelmill(spec, engine_name, op_spec, image, workers, rec):
     with make_engine(engine_name, workers) as engine:
         m = measure(lambda: work(engine), repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"])
         chose = getattr(engine, "last_choice", None)
-        pair_with_delegate(rec, engine, work, runs=len(m.times), budget_s=spec["budget_s"])
+        pair_with_delegate(rec, engine, work, runs=len(m.times), budget_s=spec["budget_s"],
+                           rivals=spec["engines"])
     return m, 0, ("pixelmill Engine.run with the default policy (uint8 out), a new output array per run"
                   + (f"; auto ran {chose.label}" if chose else ""))
 

@@ -88,6 +88,9 @@ class Record:
         For ``auto``: the median over pairs of its time over that engine's, both timed
         alternately in the same process (:func:`._harness.pair_with_delegate`), so drift
         between runs cancels.
+    paired_best, auto_vs_paired_best : str, float or None
+        For ``auto``: the fastest engine among that one and the suite's other engines timed
+        in the same rounds, and the median over rounds of auto's time over its.
     notes : str
         Anything a reader needs to interpret the row (semantics that differ, subsamples...).
     """
@@ -122,6 +125,8 @@ class Record:
     constant_rss_mb: float | None = None
     auto_ran: str = ""
     auto_paired: float | None = None
+    paired_best: str = ""
+    auto_vs_paired_best: float | None = None
     notes: str = ""
     times_s: list[float] = field(default_factory=list)
 

@@ -185,12 +185,13 @@ def _auto_vs_best(records, analyses, opts):
     """Every ``auto`` record against the fastest other engine of the same suite, case and size
     with at most as many workers; the worst ratio counts.
 
-    Where the record says which engine ``auto`` ran and how much slower than that engine it
-    was when both were timed in turn in one process (``auto_paired``), the ratio is that
-    overhead times the chosen engine's own record over the best one's: how good the choice
-    was, and what choosing cost, each measured where the machine's drift cannot enter. Other
-    records compare the two medians as they are. A batch's overhead comes from the ``paired``
-    batch records, where auto ran in turn with the engine whose batch runs the same schedule."""
+    Where ``auto`` was timed in turn, in one process, with the engine it ran and the suite's
+    other engines (``auto_vs_paired_best``), the ratio is its time over the fastest of them
+    there: how good the choice was and what choosing cost, measured where the machine's drift
+    cannot enter. Where it was paired with the engine it ran only (``auto_paired``; a batch's
+    comes from the ``paired`` batch records, where auto ran in turn with the engine whose
+    batch runs the same schedule), the ratio is that overhead times the chosen engine's own
+    record over the best one's. Other records compare the two medians as they are."""
     from ._batch import paired_auto_overhead
 
     ok = [r for r in _ok(records) if r.kind == "engine" and not r.extrapolated and r.case != "startup"]
@@ -205,22 +206,26 @@ def _auto_vs_best(records, analyses, opts):
         if overhead is None and a.suite == "batch":
             ran, overhead = paired_auto_overhead(records, a.case) or (ran, None)
         chosen = _chosen_record(ran, overhead, rivals)
-        if chosen is not None:
-            pairs.append((overhead * chosen.median_s / best.median_s, a, best, chosen, ran, overhead))
+        if a.auto_vs_paired_best is not None:
+            how = (f"auto ran {ran}; timed in turn in one process with it and the suite's other engines, auto took "
+                   f"{a.auto_vs_paired_best:.2f}x the time of the fastest of them, {a.paired_best} (median over "
+                   f"rounds); the separate records' best is {best.method} ({best.workers})")
+            pairs.append((a.auto_vs_paired_best, a, best, how))
+        elif chosen is not None:
+            how = (f"auto ran {ran}, {overhead:.2f}x that engine's time when both ran in turn in one process; "
+                   + ("the best engine itself" if chosen is best else
+                      f"its own record {chosen.median_s * 1e3:.1f} ms vs {best.method} ({best.workers}) "
+                      f"{best.median_s * 1e3:.1f} ms"))
+            pairs.append((overhead * chosen.median_s / best.median_s, a, best, how))
         else:
-            pairs.append((a.median_s / best.median_s, a, best, None, ran, overhead))
+            how = (f"auto {a.median_s * 1e3:.1f} ms vs {best.method} ({best.workers}) {best.median_s * 1e3:.1f} ms "
+                   "(medians)")
+            pairs.append((a.median_s / best.median_s, a, best, how))
     if not pairs:
         return None
     pairs.sort(key=lambda p: -p[0])
-    ratio, a, best, chosen, ran, overhead = pairs[0]
+    ratio, a, best, how = pairs[0]
     within = sum(p[0] <= 1.10 for p in pairs)
-    if chosen is not None:
-        how = (f"auto ran {ran}, {overhead:.2f}x that engine's time when both ran in turn in one process; "
-               + ("the best engine itself" if chosen is best else
-                  f"its own record {chosen.median_s * 1e3:.1f} ms vs {best.method} ({best.workers}) "
-                  f"{best.median_s * 1e3:.1f} ms"))
-    else:
-        how = f"auto {a.median_s * 1e3:.1f} ms vs {best.method} ({best.workers}) {best.median_s * 1e3:.1f} ms (medians)"
     raw = max(p[1].median_s / p[2].median_s for p in pairs)
     return ratio, (f"{within} of {len(pairs)} comparisons within 10%; worst: {a.suite} {a.case} at size {a.size:g} "
                    f"({a.workers} workers): {how}; comparing medians of separate processes instead, the worst "
