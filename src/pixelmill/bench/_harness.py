@@ -427,6 +427,10 @@ MIN_PAIRS = 9
 #: A rival that takes this many times auto's time in the first timed round is not timed on.
 RIVAL_OUT_OF_REACH = 1.5
 
+#: A rival whose untimed first run (pool start, JIT load included) takes this many times
+#: auto's time, and over a second, is not timed at all (NumPy's 15x15 filter: 30 s a run).
+WARMUP_OUT_OF_REACH = 10
+
 
 def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *, runs: int,
                        budget_s: float | None = None, rivals: tuple[str, ...] | list[str] = ()) -> Record:
@@ -441,8 +445,9 @@ def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *,
     choice was as well, judged where the machine's drift cannot enter. Two methods timed in
     different processes minutes apart differ by 10-40% on a shared machine even when they run
     the same code, and in-memory runs also differ by whether the allocator hands out fresh
-    pages. A rival runs once untimed first (its pool or JIT starts); one that takes more than
-    :data:`RIVAL_OUT_OF_REACH` times auto's time in the first round is not timed on.
+    pages. A rival runs once untimed first (its pool or JIT starts), and is left out if that
+    took :data:`WARMUP_OUT_OF_REACH` times auto's time and over a second; one that takes more
+    than :data:`RIVAL_OUT_OF_REACH` times auto's time in the first round is not timed on.
     At least :data:`MIN_PAIRS` rounds (within ``budget_s``): a run that allocates a gigabyte
     of outputs varied 0.72-1.40x against the very same pool over five pairs. Parallel rivals
     get ``engine.workers``, the others one. Other engines, and calls ``auto`` split over
@@ -458,13 +463,21 @@ def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *,
         return rec
     with ExitStack() as stack:
         members = {"auto": engine, choice.label: delegate}
+        t0 = time.perf_counter()
+        work(engine)
+        auto_s = time.perf_counter() - t0
         for name in rivals:
             workers = engine.workers if get_engine_class(name).parallel else 1
             label = Candidate(name, workers).label
             if name in ("auto", "loops") or (name, workers) == (choice.engine, choice.workers):
                 continue  # the engine auto went to is timed as its delegate
-            members[label] = stack.enter_context(make_engine(name, workers))
-            work(members[label])
+            rival = make_engine(name, workers)
+            t0 = time.perf_counter()
+            work(rival)
+            if time.perf_counter() - t0 > max(WARMUP_OUT_OF_REACH * auto_s, 1.0):
+                rival.close()  # far out of reach even counting its start: not worth a round
+                continue
+            members[label] = stack.enter_context(rival)
         times: dict[str, list[float]] = {label: [] for label in members}
         start = time.perf_counter()
         shuffle = random.Random(0).shuffle
