@@ -115,6 +115,27 @@ def test_convolve_speedup_covers_the_worker_counts(run):
     assert {(r.method, r.case, r.workers) for r in copies} == {("memcpy", "memory-copy", w) for w in (1, 2)}
     speedups = run.document["analysis"]["convolve-speedup"]["speedup"]
     assert speedups and all("amdahl" in s for s in speedups.values())
+    # every worker count was also timed in turn with the one-worker run
+    assert all(r.speedup_paired > 0 for r in rs if r.workers == 2)
+    assert all(r.speedup_paired is None for r in rs if r.workers == 1)
+
+
+def test_speedup_and_efficiency_come_from_the_worker_counts_timed_in_turn():
+    from pixelmill.bench._convolve_speedup import analyse
+
+    def rec(workers, median, paired=None):
+        r = Record(suite="convolve-speedup", method="threads", kind="engine", case="sobel", size=24.0,
+                   size_unit="MP", workers=workers, speedup_paired=paired).set_times([median])
+        r.set_check((0.0, 0.0), tolerance=0, reference="x")
+        return r
+
+    # apart, 1.0 s and 0.8 s (1.25x); in turn in one process, 1.9x
+    rows = analyse([rec(1, 1.0), rec(2, 0.8, paired=1.9)], {})["speedup"]["threads|sobel"]["by_workers"]
+    assert rows[2]["speedup"] == pytest.approx(1.9) and rows[2]["efficiency"] == pytest.approx(0.95)
+    assert rows[2]["speedup_apart"] == pytest.approx(1.25) and rows[1]["speedup"] == pytest.approx(1.0)
+    # without the pairing, the two medians
+    rows = analyse([rec(1, 1.0), rec(2, 0.8)], {})["speedup"]["threads|sobel"]["by_workers"]
+    assert rows[2]["efficiency"] == pytest.approx(0.625)
 
 
 def test_files_written(run):

@@ -432,12 +432,46 @@ RIVAL_OUT_OF_REACH = 1.5
 WARMUP_OUT_OF_REACH = 10
 
 
+def time_in_turn(members: dict[str, Callable[[], object]], *, rounds: int, budget_s: float | None = None,
+                 drop_after_first: Callable[[dict], list[str]] | None = None) -> dict[str, list[float]]:
+    """Each member's wall times over ``rounds`` rounds (fewer once ``budget_s`` is spent), every
+    member once a round: a shuffled order, then that order reversed, so each member follows
+    different ones (a run after a pool's busy round is slower) and every two precede each
+    other alike. ``drop_after_first(times)`` names members not to time after the first round.
+
+    >>> times = time_in_turn({"a": lambda: None, "b": lambda: None}, rounds=4)
+    >>> sorted((k, len(v)) for k, v in times.items())
+    [('a', 4), ('b', 4)]
+    """
+    times: dict[str, list[float]] = {label: [] for label in members}
+    members = dict(members)
+    start = time.perf_counter()
+    shuffle = random.Random(0).shuffle
+    previous: list[str] = []
+    for k in range(rounds):
+        order = list(members)
+        if k % 2 == 0:
+            shuffle(order)
+        else:
+            order = [label for label in reversed(previous) if label in members]
+        previous = order
+        for label in order:
+            t0 = time.perf_counter()
+            members[label]()
+            times[label].append(time.perf_counter() - t0)
+        if k == 0 and drop_after_first is not None:
+            for label in drop_after_first(times):
+                del members[label], times[label]
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            break
+    return times
+
+
 def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *, runs: int,
                        budget_s: float | None = None, rivals: tuple[str, ...] | list[str] = ()) -> Record:
     """For an ``auto`` record: time ``work(engine)``, ``work(the engine auto went to)`` and
-    ``work(rival)`` for each engine named in ``rivals`` in turn, in this process, round after
-    round (a shuffled order, then that order reversed), and keep the medians of the per-round
-    ratios.
+    ``work(rival)`` for each engine named in ``rivals`` in turn, in this process
+    (:func:`time_in_turn`), and keep the medians of the per-round ratios.
 
     ``rec.auto_paired`` is auto's time over the engine it went to: what choosing and
     dispatching cost. ``rec.auto_vs_paired_best`` is auto's time over the fastest member's
@@ -478,29 +512,13 @@ def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *,
                 rival.close()  # far out of reach even counting its start: not worth a round
                 continue
             members[label] = stack.enter_context(rival)
-        times: dict[str, list[float]] = {label: [] for label in members}
-        start = time.perf_counter()
-        shuffle = random.Random(0).shuffle
-        previous: list[str] = []
-        for k in range(max(MIN_PAIRS, runs)):
-            # A shuffled order, then the same reversed: each member follows different ones (a
-            # run after a pool's busy round is slower) and every two precede each other alike.
-            order = list(members)
-            if k % 2 == 0:
-                shuffle(order)
-            else:
-                order = [label for label in reversed(previous) if label in members]
-            previous = order
-            for label in order:
-                t0 = time.perf_counter()
-                work(members[label])
-                times[label].append(time.perf_counter() - t0)
-            if k == 0:
-                for label in [m for m in members if m not in ("auto", choice.label)]:
-                    if times[label][0] > RIVAL_OUT_OF_REACH * times["auto"][0]:
-                        del members[label], times[label]
-            if budget_s is not None and time.perf_counter() - start > budget_s:
-                break
+
+        def out_of_reach(times):
+            return [label for label in times if label not in ("auto", choice.label)
+                    and times[label][0] > RIVAL_OUT_OF_REACH * times["auto"][0]]
+
+        times = time_in_turn({label: (lambda e=e: work(e)) for label, e in members.items()},
+                             rounds=max(MIN_PAIRS, runs), budget_s=budget_s, drop_after_first=out_of_reach)
     ratios = {label: statistics.median(a / t for a, t in zip(times["auto"], ts))
               for label, ts in times.items() if label != "auto"}
     rec.auto_ran = choice.label

@@ -88,6 +88,9 @@ class Record:
         For ``auto``: the median over pairs of its time over that engine's, both timed
         alternately in the same process (:func:`._harness.pair_with_delegate`), so drift
         between runs cancels.
+    speedup_paired : float or None
+        For a run with more than one worker (``convolve-speedup``): the median over rounds of
+        the one-worker run's time over this one's, the two timed in turn in one process.
     paired_best, auto_vs_paired_best : str, float or None
         For ``auto``: the fastest engine among that one and the suite's other engines timed
         in the same rounds, and the median over rounds of auto's time over its.
@@ -127,6 +130,7 @@ class Record:
     auto_paired: float | None = None
     paired_best: str = ""
     auto_vs_paired_best: float | None = None
+    speedup_paired: float | None = None
     notes: str = ""
     times_s: list[float] = field(default_factory=list)
 

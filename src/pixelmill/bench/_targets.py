@@ -172,6 +172,8 @@ def _efficiency_at(p):
         worst = min(v[0] for v in per_engine.values())
         detail = "; ".join(f"{e} {100 * v[0]:.0f}% ({v[1]})" for e, v in sorted(per_engine.items())) + \
             f" of linear speedup at {p} workers (the worst engine counts)"
+        if any(r.speedup_paired for r in records if r.suite == "convolve-speedup"):
+            detail += ", each engine's worker counts timed in turn in one process"
         copy = next((s["by_workers"].get(p) or s["by_workers"].get(str(p)) for s in sp.values()
                      if s["engine"] == "memcpy"), None)
         if copy:
