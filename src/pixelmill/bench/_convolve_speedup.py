@@ -121,8 +121,8 @@ def run_method(spec: dict) -> list[Record]:
 
     image = load_array(spec["image"])
     records = []
-    for op_spec in spec["ops"]:
-        op = make_op(op_spec)
+    ops = [make_op(op_spec) for op_spec in spec["ops"]]
+    for op_spec, op in zip(spec["ops"], ops):
         ref = spec["refs"][op_spec]
         reference = load_array(ref["npy"], mmap=True)
         for w in spec["workers"]:
@@ -140,13 +140,16 @@ def run_method(spec: dict) -> list[Record]:
                          + (f"; auto ran {chose.label}" if chose else ""))
             m.result = None
             records.append(rec)
-        if len(spec["workers"]) > 1:
-            with ExitStack() as stack:
-                engines = {w: stack.enter_context(make_engine(spec["method"], w)) for w in spec["workers"]}
+    if len(spec["workers"]) > 1:
+        # Engines of their own, started once for every filter: each record above had only its
+        # own engine alive, so its peak memory is that engine's.
+        with ExitStack() as stack:
+            engines = {w: stack.enter_context(make_engine(spec["method"], w)) for w in spec["workers"]}
+            for op in ops:
                 for engine in engines.values():
                     engine.run(op, image, border=BORDER)  # pools started, kernels compiled
                 _speedup_in_turn([r for r in records if r.case == op.label],
-                                 {w: (lambda e=e: e.run(op, image, border=BORDER)) for w, e in engines.items()},
+                                 {w: (lambda e=e, op=op: e.run(op, image, border=BORDER)) for w, e in engines.items()},
                                  spec["budget_s"])
     return records
 
