@@ -133,6 +133,9 @@ def test_speedup_and_efficiency_come_from_the_worker_counts_timed_in_turn():
     rows = analyse([rec(1, 1.0), rec(2, 0.8, paired=1.9)], {})["speedup"]["threads|sobel"]["by_workers"]
     assert rows[2]["speedup"] == pytest.approx(1.9) and rows[2]["efficiency"] == pytest.approx(0.95)
     assert rows[2]["speedup_apart"] == pytest.approx(1.25) and rows[1]["speedup"] == pytest.approx(1.0)
+    # Amdahl's law fitted to those same speedups: 1.9x at 2 workers is a parallel fraction of 2 - 2 / 1.9
+    fit = analyse([rec(1, 1.0), rec(2, 0.8, paired=1.9)], {})["speedup"]["threads|sobel"]["amdahl"]
+    assert fit["parallel_fraction"] == pytest.approx(2 - 2 / 1.9)
     # without the pairing, the two medians
     rows = analyse([rec(1, 1.0), rec(2, 0.8)], {})["speedup"]["threads|sobel"]["by_workers"]
     assert rows[2]["efficiency"] == pytest.approx(0.625)
