@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._harness import MIN_PAIRS, Group, MemoryProbe, apply_measurement, measure
+from ._harness import MIN_PAIRS, Group, MemoryProbe, apply_measurement, measure, median_ratio
 from ._records import Record
 
 NAME = "batch"
@@ -490,7 +490,7 @@ def paired_auto_overhead(records, case: str) -> tuple[str, float] | None:
     p = paired_ratio(records, case, ran.split(" (")[0]) if ran else None
     if p is None:
         return None
-    return ran, statistics.median(a / t for a, t in zip(p["auto"].times_s, p["other"].times_s))
+    return ran, median_ratio(p["auto"].times_s, p["other"].times_s)
 
 
 def _paired_records(records) -> list[Record]:

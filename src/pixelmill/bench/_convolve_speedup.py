@@ -5,17 +5,18 @@ with 1, 2, ... N workers; ``numpy`` runs once as the serial baseline. Speedup an
 efficiency are given against the engine's own one-worker run and against NumPy, and Amdahl's
 law ``T(p) = T1 * ((1 - f) + f / p)`` is fitted to each engine's times, ``T1`` over the
 speedup the table shows (least squares on ``T = a + b / p``; the parallel fraction is
-``f = b / (a + b)``). With only two worker counts the fit is exact, not a test of the law. The speedup over the one-worker run is also measured
-with every worker count timed in turn in one process, nine rounds (``speedup_paired``; the
-speedup and efficiency columns and the scaling target use it): one engine's efficiency measured
-from runs a few seconds apart moved by 10-20 points from one run of the suite to the next.
+``f = b / (a + b)``). With only two worker counts the fit is exact, not a test of the law.
+The speedup over the one-worker run is also measured with every worker count timed in turn in
+one process, nine rounds (``speedup_paired``; the speedup and efficiency columns and the
+scaling target use it): one engine's efficiency measured from runs a few seconds apart moved
+by 10-20 points from one run of the suite to the next.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._harness import MIN_PAIRS, Group, apply_measurement, measure, pair_with_delegate, time_in_turn
+from ._harness import MIN_PAIRS, Group, apply_measurement, measure, median_ratio, pair_with_delegate, time_in_turn
 from ._records import Record
 
 NAME = "convolve-speedup"
@@ -102,14 +103,12 @@ def _speedup_in_turn(records: list[Record], runs: dict, budget_s: float | None) 
     """Time ``runs`` (worker count -> a call at that count) in turn, :data:`MIN_PAIRS` rounds,
     and set each multi-worker record's ``speedup_paired``: the median over rounds of the
     one-worker time over its own."""
-    import statistics
-
     if 1 not in runs or len(runs) < 2:
         return
     times = time_in_turn({str(w): run for w, run in runs.items()}, rounds=MIN_PAIRS, budget_s=budget_s)
     for rec in records:
         if rec.workers != 1 and str(rec.workers) in times:
-            rec.speedup_paired = statistics.median(a / b for a, b in zip(times["1"], times[str(rec.workers)]))
+            rec.speedup_paired = median_ratio(times["1"], times[str(rec.workers)])
 
 
 def run_method(spec: dict) -> list[Record]:

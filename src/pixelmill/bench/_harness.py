@@ -432,6 +432,16 @@ RIVAL_OUT_OF_REACH = 1.5
 WARMUP_OUT_OF_REACH = 10
 
 
+def median_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """The median over rounds of one member's time over another's, rounds matched by position
+    (as :func:`time_in_turn` returns them).
+
+    >>> median_ratio([2.0, 3.0, 9.0], [1.0, 1.0, 1.0])
+    3.0
+    """
+    return statistics.median(a / b for a, b in zip(numerators, denominators))
+
+
 def time_in_turn(members: dict[str, Callable[[], object]], *, rounds: int, budget_s: float | None = None,
                  drop_after_first: Callable[[dict], list[str]] | None = None) -> dict[str, list[float]]:
     """Each member's wall times over ``rounds`` rounds (fewer once ``budget_s`` is spent), every
@@ -519,8 +529,7 @@ def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *,
 
         times = time_in_turn({label: (lambda e=e: work(e)) for label, e in members.items()},
                              rounds=max(MIN_PAIRS, runs), budget_s=budget_s, drop_after_first=out_of_reach)
-    ratios = {label: statistics.median(a / t for a, t in zip(times["auto"], ts))
-              for label, ts in times.items() if label != "auto"}
+    ratios = {label: median_ratio(times["auto"], ts) for label, ts in times.items() if label != "auto"}
     rec.auto_ran = choice.label
     rec.auto_paired = ratios[choice.label]
     rec.paired_best = max(ratios, key=ratios.get)

@@ -204,16 +204,17 @@ def _auto_vs_best(records, analyses, opts):
         if not rivals:
             continue
         best = min(rivals, key=lambda r: r.median_s)
+        if a.auto_vs_paired_best is not None:
+            how = (f"auto ran {a.auto_ran}; timed in turn in one process with it and the suite's other engines, "
+                   f"auto took {a.auto_vs_paired_best:.2f}x the time of the fastest of them, {a.paired_best} "
+                   f"(median over rounds); the separate records' best is {best.method} ({best.workers})")
+            pairs.append((a.auto_vs_paired_best, a, best, how))
+            continue
         ran, overhead = a.auto_ran, a.auto_paired
         if overhead is None and a.suite == "batch":
             ran, overhead = paired_auto_overhead(records, a.case) or (ran, None)
         chosen = _chosen_record(ran, overhead, rivals)
-        if a.auto_vs_paired_best is not None:
-            how = (f"auto ran {ran}; timed in turn in one process with it and the suite's other engines, auto took "
-                   f"{a.auto_vs_paired_best:.2f}x the time of the fastest of them, {a.paired_best} (median over "
-                   f"rounds); the separate records' best is {best.method} ({best.workers})")
-            pairs.append((a.auto_vs_paired_best, a, best, how))
-        elif chosen is not None:
+        if chosen is not None:
             how = (f"auto ran {ran}, {overhead:.2f}x that engine's time when both ran in turn in one process; "
                    + ("the best engine itself" if chosen is best else
                       f"its own record {chosen.median_s * 1e3:.1f} ms vs {best.method} ({best.workers}) "
