@@ -58,7 +58,7 @@ def machine_calibration(tmp_path_factory):
     the full one a user's first run makes, and never touch the user's cache folder."""
     import os
 
-    from pixelmill import calibration
+    from pixelmill.engines import _calibration as calibration
 
     shared = tmp_path_factory.getbasetemp().parent / "pixelmill-cache"
     shared.mkdir(exist_ok=True)

@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 
 import pixelmill
-from pixelmill import calibration, kernels
-from pixelmill.calibration import Calibration, Candidate
+from pixelmill import kernels
+from pixelmill.batch._schedule import plan_batch
+from pixelmill.batch._schedule import start_pays_off as _start_pays_off
+from pixelmill.engines import _calibration as calibration
+from pixelmill.engines import Calibration, Candidate
 from pixelmill.engines import make_engine
-from pixelmill.engines._auto import AutoEngine, _start_pays_off, plan_batch
+from pixelmill.engines._auto import AutoEngine
 from pixelmill.ops import Filter, Invert, SobelMagnitude
 
 from conftest import random_image, scipy_filter

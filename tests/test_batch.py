@@ -137,7 +137,7 @@ def test_output_folder_containing_inputs_never_touches_them(tmp_path, rng):
 
 
 def test_an_output_that_is_a_symlink_to_an_input_is_refused(tmp_path, rng, monkeypatch):
-    from pixelmill.batch import _RealPaths
+    from pixelmill.batch._walk import RealPaths as _RealPaths
 
     lib, out = tmp_path / "lib", tmp_path / "out"
     _save(lib / "x.png", rng.integers(0, 256, (9, 9, 3), dtype=np.uint8))

@@ -8,7 +8,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 import pixelmill
-from pixelmill.batch import RunSettings, _plan_schedule
+from pixelmill.batch import RunSettings
+from pixelmill.batch import plan_schedule as _plan_schedule
 from pixelmill.cli import main
 from pixelmill.ops import Invert
 

@@ -323,7 +323,7 @@ def test_batch_runs_both_cases_and_every_output_is_checked(run):
         ("python-process", "startup"), ("largest-image", "decode:largest")}
     # When auto's inversion runs whole photos on threads with NumPy in each (as the threads
     # engine's batch does; the test calibration may pick numba inside), the two ran in turn.
-    from pixelmill.batch import _plan_schedule
+    from pixelmill.batch import plan_schedule as _plan_schedule
     from pixelmill.bench._batch import _engine_settings
 
     planned = _plan_schedule(_engine_settings("invert", "auto", 2, 95), TINY["batch_images"])

@@ -177,9 +177,9 @@ def test_public_api_accepts_every_engine(name, rng):
 
 
 def test_missing_dependency_names_the_extra(monkeypatch):
-    from pixelmill.engines import ENGINES
+    from pixelmill.engines import ENGINES, EngineSpec
 
-    monkeypatch.setitem(ENGINES, "fancy", ("pixelmill.engines._serial", "NumpyEngine", ("no_such_module_xyz",), "fancy"))
+    monkeypatch.setitem(ENGINES, "fancy", EngineSpec("fancy", "pixelmill.engines._serial", "NumpyEngine", ("no_such_module_xyz",), "fancy"))
     assert "fancy" not in pixelmill.available_engines()
     with pytest.raises(pixelmill.MissingDependencyError, match=r"pip install 'pixelmill\[fancy\]'"):
         make_engine("fancy")

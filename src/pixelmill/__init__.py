@@ -25,7 +25,7 @@ from .kernels import Kernel
 from .ops import POLICIES, to_dtype
 from .tiling import BORDER_MODES
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "__version__",

@@ -22,6 +22,10 @@ class PlainProgress:
     def __exit__(self, *exc):
         return False
 
+    def note(self, text: str) -> None:
+        """One line about one-time work (calibration, compiling), not an image."""
+        print(f"{self.label}: {text}", file=self.stream, flush=True)
+
     def __call__(self, done: int, total: int, megapixels: float | None) -> None:
         now = time.perf_counter()
         if now - self.last < self.every and done != total:
@@ -68,6 +72,10 @@ class RichProgress:
     def __exit__(self, *exc):
         return self.progress.__exit__(*exc)
 
+    def note(self, text: str) -> None:
+        """One line about one-time work, printed above the bar."""
+        self.progress.console.print(text, markup=False, highlight=False)
+
     def __call__(self, done: int, total: int, megapixels: float) -> None:
         elapsed = max(time.perf_counter() - self.start, 1e-9)
         if self.task is None:
@@ -81,6 +89,9 @@ class NoProgress:
 
     def __exit__(self, *exc):
         return False
+
+    def note(self, text):
+        pass
 
     def __call__(self, done, total, megapixels):
         pass

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .errors import PixelmillError
 
 FORMATS = ("jpeg", "png", "tiff", "bmp", "webp")
@@ -90,12 +90,8 @@ def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality
             tile_shape=_tile_shape(tile_size),
             scheduler=scheduler,
         )
-        if engine == "auto" and not scheduler:
-            from .calibration import load
-
-            load(notify=None if quiet or as_json else lambda line: click.echo(line, err=True))
         with make_progress("pixelmill run", quiet=quiet or as_json) as progress:
-            result = run_batch(list(inputs), outdir, settings, progress=progress)
+            result = run_batch(list(inputs), outdir, settings, progress=progress, notify=progress.note)
     except PixelmillError as exc:
         _fail(str(exc))
     summary = result.summary
@@ -176,12 +172,12 @@ def engines():
     from .engines import ENGINES, available_engines, get_engine_class
 
     available = set(available_engines())
-    for name, (_, _, _, extra) in ENGINES.items():
+    for name, spec in ENGINES.items():
         if name in available:
             doc = (get_engine_class(name).__doc__ or "").strip().splitlines()[0]
             click.echo(f"{name:10s} {doc}")
         else:
-            click.echo(f"{name:10s} (not installed: pip install 'pixelmill[{extra}]')")
+            click.echo(f"{name:10s} (not installed: pip install 'pixelmill[{spec.extra}]')")
 
 
 @main.command()
@@ -189,7 +185,7 @@ def engines():
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def calibrate(refresh, quiet):
     """Time the engines on this machine for engine 'auto' (once; cached) and show what it picks."""
-    from . import calibration
+    from .engines import _calibration as calibration
     from .bench._report import md_table
 
     notify = None if quiet else (lambda line: click.echo(line, err=True))

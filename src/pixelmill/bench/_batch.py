@@ -470,7 +470,7 @@ def _run_paired(spec: dict) -> list[Record]:
 def auto_twins(cases: dict, engines, n_images: int, workers: int, quality: int) -> dict[str, str]:
     """{case: the engine whose batch runs the schedule ``auto``'s batch runs for this library},
     for the cases that have one (the inversion: whole photos on threads, NumPy in each)."""
-    from ..batch import _plan_schedule
+    from ..batch import plan_schedule as _plan_schedule
 
     twins = {}
     for case, op_spec in cases.items():

@@ -499,7 +499,7 @@ def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *,
     """
     from contextlib import ExitStack
 
-    from ..calibration import Candidate
+    from ..engines import Candidate
     from ..engines import get_engine_class, make_engine
 
     delegate, choice = getattr(engine, "last_engine", None), getattr(engine, "last_choice", None)

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import __version__
+from .._version import __version__
 from ..errors import InvalidParameterError
 from ._context import Context
 from ._harness import MEMORY_METHOD, TIMING_METHOD, BenchOptions, run_group
@@ -109,7 +109,7 @@ def run_bench(outdir, *, suites=None, options: BenchOptions | None = None, progr
         )
     if "auto" in opts["engines"]:
         # Measured afresh under this run's conditions; the suites' worker processes read it from the cache.
-        from .. import calibration
+        from ..engines import _calibration as calibration
 
         cal = calibration.calibrate(notify=progress)
         header["calibration"] = {"path": str(calibration.cache_path()), "seconds": round(cal.seconds, 2),

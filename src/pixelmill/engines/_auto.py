@@ -1,16 +1,15 @@
 """The ``auto`` engine: for each call, the engine, workers and tile size the calibration says
-are fastest on this machine for that operation and image size (see :mod:`pixelmill.calibration`).
+are fastest on this machine for that operation and image size (see :mod:`._calibration`).
 """
 
 from __future__ import annotations
 
-import sys
 import time
 
-from .. import calibration as _cal
+from . import _calibration as _cal
 from ._base import Engine
 
-__all__ = ["AutoEngine", "plan_batch", "POOL_PAYS_OFF_S"]
+__all__ = ["AutoEngine", "POOL_PAYS_OFF_S"]
 
 #: Once :meth:`AutoEngine.map`'s items have taken this long one after the other, the rest go to a pool.
 POOL_PAYS_OFF_S = 5e-4
@@ -20,7 +19,7 @@ class AutoEngine(Engine):
     """Delegates every call to the candidate the calibrated cost model predicts to be fastest.
 
     The first use on a machine times the candidates (a few seconds to a minute, see
-    :mod:`pixelmill.calibration`) and caches the table; later uses only read it. The engines it
+    :mod:`._calibration`) and caches the table; later uses only read it. The engines it
     delegates to are kept for its life, so their pools start once.
 
     Parameters
@@ -44,7 +43,7 @@ class AutoEngine(Engine):
     Examples
     --------
     >>> import numpy as np
-    >>> from pixelmill.calibration import Calibration
+    >>> from pixelmill.engines import Calibration
     >>> from pixelmill.ops import Invert
     >>> table = Calibration([1.0], {"invert": {"numpy:1:0": [0.01]}}, machine={})
     >>> with AutoEngine(calibration=table) as eng:
@@ -95,7 +94,7 @@ class AutoEngine(Engine):
         return min(complete, key=complete.get)
 
     def _delegate(self, choice: _cal.Candidate, shape, itemsize: int) -> Engine:
-        from . import make_engine
+        from ._registry import make_engine
 
         key = (choice.engine, choice.workers)
         if key not in self._engines:
@@ -146,48 +145,3 @@ class AutoEngine(Engine):
         while self._engines:
             _, engine = self._engines.popitem()
             engine.close()
-
-
-def _start_pays_off(cal: _cal.Calibration, ops, engine: str, n_images: int, workers: int) -> bool:
-    """True when ``engine``, one worker per image, saves more over NumPy on ``n_images``
-    photographs of 6 MP than starting it costs this process (nothing once started: numba's
-    kernels are imported only when first used)."""
-    started = engine != "numba" or "pixelmill.ops._numba" in sys.modules
-    start = 0.0 if started else cal.startup_s.get(engine, 0.0)
-    saved = 0.0
-    for cls in {_cal.work_class(op) for op in ops}:
-        times = cal.times.get(cls, {})
-        if _cal.Candidate(engine, 1).key in times and _cal.Candidate("numpy", 1).key in times:
-            saved += (cal.predict(cls, _cal.Candidate("numpy", 1), 6.0)
-                      - cal.predict(cls, _cal.Candidate(engine, 1), 6.0))
-    return n_images * saved / workers > start
-
-
-def plan_batch(ops, n_images: int, workers: int, *, notify=None) -> tuple[str, int, str, int]:
-    """``(across-images engine, its workers, within-image engine, its workers)`` for a batch
-    run with ``engine="auto"``.
-
-    With at least two images per worker, whole images run in parallel on threads: decoding and
-    encoding (most of a batch's time) then run on every core too, which no within-image split
-    can do, and no process has to start (the JPEG codec, NumPy and pixelmill's numba kernels all
-    release the GIL). The per-image work goes to the calibration's fastest single-worker
-    candidate for these operations, unless that is numba and the library is too small to win
-    back what starting it costs a fresh process (the calibration measures it: about a second
-    here, against a few milliseconds an image saved on a Gaussian, next to none on an
-    inversion). With fewer images, the images run one after the other and ``auto`` splits
-    each one.
-    """
-    if workers > 1 and n_images >= 2 * workers:
-        cal = _cal.load(notify=notify)
-        probe = AutoEngine(workers=1, calibration=cal)
-        # Photographs of a few megapixels: the size the per-image choice is made for.
-        inner = probe.choose(list(ops), (2000, 3000)).engine
-        if inner == "numba" and not _start_pays_off(cal, ops, "numba", n_images, workers):
-            inner = "numpy"
-        if inner == "numba":
-            from ._numba import threadsafe
-
-            if not threadsafe():
-                return "joblib", workers, inner, 1  # one numba runtime per worker process
-        return "threads", workers, inner, 1
-    return "numpy", 1, "auto", workers

@@ -17,7 +17,7 @@ Candidates are the engines that compute one image in this process or on threads:
 (``processes``, ``joblib``, ``dask``) are not candidates for one image in memory: the image must
 be copied to them and back, and on every machine we measured that costs more than it gains
 (see the ``convolve-speedup`` benchmark). For a library of images the batch layer runs whole
-images on a process pool instead (:func:`pixelmill.engines._auto.plan_batch`).
+images on a thread pool instead (:func:`pixelmill.batch.plan_schedule`).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from ._cache import default_cache_dir
+from .._cache import default_cache_dir
+from .._version import __version__
 
 __all__ = ["Candidate", "Calibration", "WORK_CLASSES", "SIZES_MP", "work_class", "load", "calibrate",
            "cache_path"]
@@ -92,14 +92,14 @@ class Candidate:
         """The engine's ``tile_shape`` for an image of ``shape`` (None: the engine's default)."""
         if not self.tile_bytes:
             return None
-        from .tiling import auto_tile_shape
+        from ..tiling import auto_tile_shape
 
         return auto_tile_shape(shape, self.workers, itemsize, target_bytes=self.tile_bytes)
 
 
 def work_class(op) -> str:
     """Which calibrated kind of work ``op`` is (:data:`WORK_CLASSES`)."""
-    from .ops import Filter, Invert, SobelMagnitude
+    from ..ops import Filter, Invert, SobelMagnitude
 
     if isinstance(op, Invert):
         return "invert"
@@ -112,7 +112,8 @@ def work_class(op) -> str:
 
 def _machine() -> dict:
     """What the timings depend on; a change means calibrating again."""
-    from .engines import available_engines, usable_cores
+    from ._base import usable_cores
+    from ._registry import available_engines
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -148,8 +149,8 @@ def candidates(cores: int, engines: list[str]) -> list[Candidate]:
 
 
 def _sample_op(cls: str):
-    from . import kernels
-    from .ops import Filter, Invert, SobelMagnitude
+    from .. import kernels
+    from ..ops import Filter, Invert, SobelMagnitude
 
     if cls == "invert":
         return Invert()
@@ -265,7 +266,7 @@ def calibrate(*, sizes_mp=SIZES_MP, classes=WORK_CLASSES, notify=None, save: boo
     save : bool
         Write the cache file (atomically).
     """
-    from .engines import make_engine
+    from ._registry import make_engine
 
     machine = _machine()
     sizes = sorted(float(s) for s in sizes_mp)
@@ -309,7 +310,7 @@ def calibrate(*, sizes_mp=SIZES_MP, classes=WORK_CLASSES, notify=None, save: boo
     result = Calibration(sizes_mp=sizes, times=times, machine=machine, seconds=time.perf_counter() - started,
                          created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), startup_s=startup)
     if save:
-        from .io import atomic_write
+        from ..io import atomic_write
 
         text = json.dumps(result.to_json(), indent=1).encode()
         atomic_write(cache_path(machine), lambda fh: fh.write(text))

@@ -1,0 +1,67 @@
+"""What a batch is asked to do: the operations and every option that decides an output's bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._version import __version__
+from ..io import DEFAULT_MAX_PIXELS
+from .._validation import check_border, check_cval, check_policy
+from ..engines import check_engine
+from ..errors import InvalidParameterError
+from ..ops import Filter, Operation
+
+__all__ = ["RunSettings"]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything that decides an output's bytes, plus how the work is scheduled."""
+
+    ops: tuple[Operation, ...]
+    engine: str = "numpy"
+    workers: int | None = None
+    border: str = "nearest"
+    cval: float = 0.0
+    policy: str | None = None
+    format: str | None = None
+    quality: int = 95
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # None: no limit
+    overwrite: bool = False
+    tile_shape: tuple[int, int] | None = None
+    scheduler: str | None = None
+
+    def fingerprint(self, op: Operation) -> str:
+        """What, besides the input, determines ``op``'s output bytes."""
+        weights = op.effective_kernel.weights.tobytes().hex() if isinstance(op, Filter) else ""
+        parts = [
+            __version__, type(op).__name__, op.label, weights, self.border, repr(self.cval),
+            str(self.policy), str(self.format), str(self.quality),
+        ]
+        return "|".join(parts)
+
+    def check(self) -> None:
+        """Raise a :class:`~pixelmill.errors.PixelmillError` naming the first option that is
+        not valid (before any work starts)."""
+        from ._walk import FORMAT_SUFFIX
+
+        if not self.ops:
+            raise InvalidParameterError("no operation given; add --op (e.g. --op invert)")
+        check_border(self.border)
+        check_cval(self.cval)
+        if self.policy is not None:
+            check_policy(self.policy)
+        if self.format is not None and self.format not in FORMAT_SUFFIX:
+            raise InvalidParameterError(
+                f"format {self.format!r} is not known; use one of {', '.join(FORMAT_SUFFIX)}"
+            )
+        if self.policy == "float32" and self.format != "TIFF":
+            raise InvalidParameterError(
+                "policy 'float32' keeps float results, which only TIFF holds: add --format tiff"
+            )
+        if not 1 <= int(self.quality) <= 100:
+            raise InvalidParameterError(f"quality must be 1..100, got {self.quality!r}")
+        check_engine(self.engine)
+        labels = [op.label for op in self.ops]
+        if len(set(labels)) != len(labels):
+            raise InvalidParameterError(f"the same op is given twice: {labels!r}")

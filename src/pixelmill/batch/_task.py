@@ -1,0 +1,149 @@
+"""One task of a batch: one input file decoded once, every operation run on it (a filter bank),
+each result encoded atomically. A task never raises: it records ``done`` or ``failed`` (with a
+one-line reason) for each (input, operation) pair, so one bad file never stops a batch."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..engines import make_engine
+from ..errors import InvalidImageError, PixelmillError
+from ..io import EXTENSION_FORMATS, read_image, write_image
+from ..ops import Operation, to_dtype
+from ._manifest import record as _record
+from ._settings import RunSettings
+
+__all__ = ["Step", "Task", "run_task", "close_inner_engines"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One operation on one input, and where its output goes (``output``; ``rel_output``:
+    the same, relative to the output folder, as the manifest and journal name it)."""
+
+    op: Operation
+    output: str
+    key: str
+    rel_output: str
+
+
+@dataclass(frozen=True)
+class Task:
+    """One input file and its steps; picklable, so any engine can ship it to a worker."""
+
+    input: str
+    steps: tuple[Step, ...]
+    settings: RunSettings
+    inner_engine: str
+    inner_workers: int
+
+
+
+
+def run_task(task: Task) -> list[dict]:
+    """Decode once, run each step, encode each output atomically. Never raises."""
+    s = task.settings
+    records = []
+    t0 = time.perf_counter()
+    try:
+        image = read_image(task.input, max_pixels=s.max_pixels)
+        suffix = Path(task.input).suffix.lower()
+        promised = EXTENSION_FORMATS.get(suffix)
+        if promised and image.format != promised:
+            raise InvalidImageError(
+                f"{task.input!r}: the extension {suffix!r} says {promised} but the content is {image.format}"
+            )
+    except Exception as exc:  # one bad file never stops a batch
+        reason = _one_line(exc)
+        return [_record(task.input, st, "failed", reason) for st in task.steps]
+    decode = time.perf_counter() - t0
+    pixels = int(image.data.shape[0] * image.data.shape[1])
+    ops = [step.op for step in task.steps]
+    t1 = time.perf_counter()
+    try:
+        # The filter bank: every op reads the one decoded image; parallel engines run them at once.
+        engine = _inner_engine(task.inner_engine, task.inner_workers, s)
+        results = _apply_bank(engine, ops, image, s)
+    except Exception as exc:
+        reason = _one_line(exc)
+        return [_record(task.input, st, "failed", reason) for st in task.steps]
+    compute = (time.perf_counter() - t1) / len(ops)  # the bank's time, shared evenly
+    for step, result in zip(task.steps, results):
+        timings = {"decode": round(decode, 6), "compute": round(compute, 6)}
+        decode = 0.0  # the decode is shared: charge it to the first output only
+        try:
+            t2 = time.perf_counter()
+            fmt = s.format or EXTENSION_FORMATS.get(Path(step.output).suffix.lower())
+            # Durable at the end of the batch (run_batch), not file by file.
+            write_image(step.output, result, format=fmt, quality=s.quality, like=image, durable=False)
+            timings["encode"] = round(time.perf_counter() - t2, 6)
+            rec = _record(task.input, step, "done", None, timings=timings, pixels=pixels)
+            rec["size"] = os.stat(step.output).st_size
+        except Exception as exc:
+            rec = _record(task.input, step, "failed", _one_line(exc), timings=timings)
+        records.append(rec)
+    return records
+
+
+#: Within-image engines, kept for the life of the process: a pool starts once per batch (or
+#: per worker process), not once per image.
+_INNER_ENGINES: dict[tuple, object] = {}
+
+
+def _inner_engine(name: str, workers: int, s: RunSettings):
+    key = (name, workers, s.tile_shape)
+    if key not in _INNER_ENGINES:
+        _INNER_ENGINES[key] = make_engine(name, workers, **engine_options(s, inner=True))
+    return _INNER_ENGINES[key]
+
+
+def close_inner_engines() -> None:
+    """Close the cached within-image engines (pools, shared memory) of this process."""
+    while _INNER_ENGINES:
+        _, engine = _INNER_ENGINES.popitem()
+        engine.close()
+
+
+def _apply_bank(engine, ops: list[Operation], image, s: RunSettings):
+    """Run ``ops`` on the colour channels; alpha is carried through untouched."""
+    color = image.color
+    # Per-pixel policies run fused with the filter, tile by tile: no full-size float result.
+    ops = [op.with_policy(s.policy or op.default_policy) for op in ops]
+    outputs = []
+    if len(ops) == 1 and _can_overwrite(color, ops[0].out_dtype(color.dtype)):
+        # One op: write its result over the decoded pixels, which nothing else reads. The
+        # image is then held once: engines write it band by band, or (numba) row by row.
+        results = [engine.run(ops[0], color, border=s.border, cval=s.cval, out=color)]
+    else:
+        results = engine.run_many(ops, color, border=s.border, cval=s.cval)
+    for op, result in zip(ops, results):
+        if result.dtype != color.dtype:
+            result = to_dtype(result, color.dtype, policy=s.policy or op.default_policy)
+        outputs.append(image.with_color(result))
+    return outputs
+
+
+def _can_overwrite(pixels: np.ndarray, out_dtype) -> bool:
+    return pixels.dtype == out_dtype and pixels.flags.writeable and pixels.flags.c_contiguous
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    msg = text[0] if text else ""
+    if isinstance(exc, PixelmillError):
+        return msg or type(exc).__name__
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def engine_options(s: RunSettings, *, inner: bool = False) -> dict:
+    options = {}
+    if s.tile_shape:
+        options["tile_shape"] = s.tile_shape
+    if s.scheduler and not inner:
+        options["scheduler"] = s.scheduler
+    return options

@@ -1,0 +1,104 @@
+"""Walking the inputs and naming the outputs: which files a batch reads, where each result goes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import InvalidParameterError, UnsafeOutputError
+from ..io import is_image_path
+from ..ops import Operation
+
+__all__ = ["discover", "check_outdir", "output_path", "RealPaths", "FORMAT_SUFFIX"]
+
+#: Output extension for each format (used when --format changes it).
+FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp"}
+
+
+def discover(inputs) -> tuple[list[tuple[Path, Path]], int]:
+    """``([(file, path relative to its input root)], number of non-image files ignored)``.
+
+    Folders are walked recursively, following symlinks but never entering the same real
+    folder twice (so symlink loops end). Our own temporary files are ignored.
+    """
+    found: list[tuple[Path, Path]] = []
+    ignored = 0
+    for raw in inputs:
+        root = Path(raw)
+        if not root.exists():
+            raise InvalidParameterError(f"input {str(raw)!r} does not exist")
+        if root.is_file():
+            if is_image_path(root):
+                found.append((root, Path(root.name)))
+            else:
+                ignored += 1
+            continue
+        seen: set[tuple[int, int]] = set()
+        for folder, dirnames, filenames in os.walk(root, followlinks=True):
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:
+                dirnames[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = Path(folder) / name
+                if name.startswith(".") and name.endswith(".tmp"):
+                    continue
+                if is_image_path(path) and path.is_file():
+                    found.append((path, path.relative_to(root)))
+                else:
+                    ignored += 1
+    return found, ignored
+
+
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
+def check_outdir(outdir: Path, inputs) -> None:
+    out_real = Path(os.path.realpath(outdir))
+    for raw in inputs:
+        root = Path(os.path.realpath(raw))
+        if root.is_dir() and _inside(out_real, root):
+            raise UnsafeOutputError(
+                f"output folder {str(outdir)!r} is the input folder {str(raw)!r} or inside it; "
+                "choose an output folder outside the inputs"
+            )
+
+
+def output_path(outdir: Path, rel: Path, op: Operation, several: bool, fmt: str | None) -> tuple[Path, str]:
+    """``(output path, the same relative to outdir, in / form)``."""
+    rel = Path(*[p for p in rel.parts if p not in ("", ".", "..")])
+    if fmt:
+        rel = rel.with_suffix(FORMAT_SUFFIX[fmt])
+    if several:
+        rel = op.label / rel
+    out = outdir / rel
+    # A name can never climb out of OUTDIR: parts are filtered above, and this is the proof.
+    if not _inside(Path(os.path.normpath(out)), Path(os.path.normpath(outdir))):
+        raise UnsafeOutputError(f"output {str(out)!r} would fall outside {str(outdir)!r}")
+    return out, rel.as_posix()
+
+
+class RealPaths:
+    """``os.path.realpath`` of many files, each folder resolved once: a file's real path is
+    its folder's and its name, unless the file itself is a symlink."""
+
+    def __init__(self):
+        self._folders: dict[str, str] = {}
+
+    def __call__(self, path) -> str:
+        path = os.fspath(path)
+        if os.path.islink(path):
+            return os.path.realpath(path)
+        folder, name = os.path.split(path)
+        if folder not in self._folders:
+            self._folders[folder] = os.path.realpath(folder or os.curdir)
+        return os.path.join(self._folders[folder], name)
