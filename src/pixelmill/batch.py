@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from ._files import atomic_write, durable_in_background, make_durable
 from ._validation import check_border, check_cval, check_policy
 from .engines import ENGINES, get_engine_class, make_engine, usable_cores
 from .errors import InvalidImageError, InvalidParameterError, PixelmillError, UnsafeOutputError
 from .io import (
+    DEFAULT_MAX_PIXELS,
     EXTENSION_FORMATS,
-    atomic_write,
-    durable_in_background,
+    FORMAT_SUFFIX,
     is_image_path,
-    make_durable,
     read_image,
     write_image,
 )
@@ -40,8 +40,7 @@ __all__ = ["RunSettings", "BatchResult", "run_batch", "discover", "MANIFEST_NAME
 MANIFEST_NAME = "manifest.json"
 JOURNAL_NAME = ".pixelmill-journal.jsonl"
 
-#: Output extension for each format (used when --format changes it).
-FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp"}
+
 @dataclass(frozen=True)
 class RunSettings:
     """Everything that decides an output's bytes, plus how the work is scheduled."""
@@ -54,7 +53,7 @@ class RunSettings:
     policy: str | None = None
     format: str | None = None
     quality: int = 95
-    max_pixels: int | None = 250_000_000  # pixelmill.io.DEFAULT_MAX_PIXELS; None: no limit
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # None: no limit
     overwrite: bool = False
     tile_shape: tuple[int, int] | None = None
     scheduler: str | None = None

@@ -13,8 +13,9 @@ import click
 
 from . import __version__
 from .errors import PixelmillError
+from .io import SUPPORTED_FORMATS
 
-FORMATS = ("jpeg", "png", "tiff", "bmp", "webp")
+FORMATS = tuple(f.lower() for f in SUPPORTED_FORMATS)
 
 
 def _fail(message: str) -> "NoReturn":  # noqa: F821
