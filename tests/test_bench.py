@@ -21,7 +21,7 @@ from pixelmill.bench import RECORD_FIELDS, SUITES, BenchOptions, Record, rerende
 from pixelmill.bench._convolve_speedup import amdahl_fit
 from pixelmill.bench._harness import Group, MemoryProbe, measure, run_group
 from pixelmill.bench._records import timing_stats
-from pixelmill.sample import write_sample_library
+from pixelmill.tools import write_sample_library
 
 PEERS = ("cv2", "scipy", "skimage", "pillow", "pyvips")
 TINY = dict(sizes=(1, 2, 3), workers=(1, 2), repeats=2, image_mp=0.04, bank_mp=0.03, batch_images=4, budget_s=1.0)

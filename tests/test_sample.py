@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from pixelmill import InvalidParameterError
-from pixelmill import sample
-from pixelmill.sample import FLOWER_LIBRARY, sample_sizes, source_photos, write_sample_library
+from pixelmill.tools import sample
+from pixelmill.tools.sample import FLOWER_LIBRARY, sample_sizes, source_photos, write_sample_library
 
 SMALL = dict(count=6, max_pixels=40_000)
 

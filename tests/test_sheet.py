@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from pixelmill.errors import InvalidParameterError, PixelmillError
-from pixelmill.sheet import (
+from pixelmill.tools.sheet import (
     SheetGeometry,
     _load_thumb,
     sheet_geometry,
@@ -421,7 +421,7 @@ def test_photo_sheet_inverted_cells_are_inverted(tmp_path):
     ],
 )
 def test_display_scaling(values, expected):
-    from pixelmill.sheet import _scale_to_uint8
+    from pixelmill.tools.sheet import _scale_to_uint8
 
     got = _scale_to_uint8(values)
     assert got.dtype == np.uint8

@@ -90,3 +90,10 @@ def check_kernel(kernel) -> _kernels.Kernel:
     if isinstance(kernel, Path):
         return _kernels.from_file(kernel)
     return _kernels.from_array(kernel)
+
+
+def check_quality(quality) -> int:
+    """A JPEG / WebP quality: an integer from 1 to 100."""
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
+        raise InvalidParameterError(f"quality must be an integer from 1 to 100, got {quality!r}")
+    return int(quality)

@@ -13,8 +13,9 @@ import click
 
 from ._version import __version__
 from .errors import PixelmillError
+from .io import SUPPORTED_FORMATS
 
-FORMATS = ("jpeg", "png", "tiff", "bmp", "webp")
+FORMATS = tuple(f.lower() for f in SUPPORTED_FORMATS)
 
 
 def _fail(message: str) -> "NoReturn":  # noqa: F821
@@ -96,7 +97,7 @@ def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality
         _fail(str(exc))
     summary = result.summary
     if sheet:
-        from .sheet import write_contact_sheet
+        from .tools import write_contact_sheet
 
         summary["contact_sheet"] = str(write_contact_sheet(outdir))
     if as_json:
@@ -201,9 +202,9 @@ def calibrate(refresh, quiet):
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None, help="Cap each image's size (for quick demos).")
 @click.option("--quiet", "-q", is_flag=True)
 def sample_library(directory, count, seed, max_pixels, quiet):
-    """Write a deterministic library of photo JPEGs sized like the study's flower library."""
+    """Write a deterministic library of photo-like JPEGs with a realistic spread of sizes."""
     from ._progress import make_progress
-    from .sample import write_sample_library
+    from .tools import write_sample_library
 
     try:
         with make_progress("sample-library", quiet=quiet) as progress:
@@ -221,7 +222,7 @@ def sample_library(directory, count, seed, max_pixels, quiet):
 @click.option("--max-rows", type=click.IntRange(min=1), default=48, show_default=True)
 def sheet(outdir, max_rows):
     """Write OUTDIR/contact-sheet.png: originals beside their outputs."""
-    from .sheet import write_contact_sheet
+    from .tools import write_contact_sheet
 
     try:
         path = write_contact_sheet(outdir, max_rows=max_rows)

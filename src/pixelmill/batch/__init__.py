@@ -5,7 +5,7 @@ what is up to date and run one task per input file (:mod:`._task`), record every
 journal and the manifest (:mod:`._manifest`, which also reads them back).
 """
 
-from ._manifest import JOURNAL_NAME, MANIFEST_NAME, read_manifest, write_manifest
+from ._manifest import JOURNAL_NAME, MANIFEST_NAME, check_manifest, read_manifest, write_manifest
 from ._run import BatchResult, one_malloc_arena, run_batch
 from ._schedule import Schedule, plan_schedule
 from ._settings import RunSettings
@@ -21,6 +21,7 @@ __all__ = [
     "plan_schedule",
     "Schedule",
     "read_manifest",
+    "check_manifest",
     "write_manifest",
     "one_malloc_arena",
     "MANIFEST_NAME",

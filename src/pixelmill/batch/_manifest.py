@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .._version import __version__
 from ..errors import InvalidParameterError
-from ..io import atomic_write
+from .._files import atomic_write
 
 __all__ = ["MANIFEST_NAME", "JOURNAL_NAME", "MANIFEST_VERSION", "check_manifest", "write_manifest", "read_manifest", "load_journal", "is_up_to_date",
            "output_key", "input_signature", "record"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..engines import make_engine
 from ..errors import UnsafeOutputError
-from ..io import durable_in_background, make_durable
+from .._files import durable_in_background, make_durable
 from ._manifest import (
     JOURNAL_NAME, MANIFEST_NAME, input_signature, is_up_to_date, load_journal, output_key, record, write_manifest,
 )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._version import __version__
-from ..io import DEFAULT_MAX_PIXELS
-from .._validation import check_border, check_cval, check_policy
+from ..io import DEFAULT_MAX_PIXELS, SUPPORTED_FORMATS
+from .._validation import check_border, check_cval, check_policy, check_quality
 from ..engines import check_engine
 from ..errors import InvalidParameterError
 from ..ops import Filter, Operation
@@ -43,24 +43,21 @@ class RunSettings:
     def check(self) -> None:
         """Raise a :class:`~pixelmill.errors.PixelmillError` naming the first option that is
         not valid (before any work starts)."""
-        from ._walk import FORMAT_SUFFIX
-
         if not self.ops:
             raise InvalidParameterError("no operation given; add --op (e.g. --op invert)")
         check_border(self.border)
         check_cval(self.cval)
         if self.policy is not None:
             check_policy(self.policy)
-        if self.format is not None and self.format not in FORMAT_SUFFIX:
+        if self.format is not None and self.format not in SUPPORTED_FORMATS:
             raise InvalidParameterError(
-                f"format {self.format!r} is not known; use one of {', '.join(FORMAT_SUFFIX)}"
+                f"format {self.format!r} is not known; use one of {', '.join(SUPPORTED_FORMATS)}"
             )
         if self.policy == "float32" and self.format != "TIFF":
             raise InvalidParameterError(
                 "policy 'float32' keeps float results, which only TIFF holds: add --format tiff"
             )
-        if not 1 <= int(self.quality) <= 100:
-            raise InvalidParameterError(f"quality must be 1..100, got {self.quality!r}")
+        check_quality(self.quality)
         check_engine(self.engine)
         labels = [op.label for op in self.ops]
         if len(set(labels)) != len(labels):

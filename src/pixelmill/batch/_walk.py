@@ -6,13 +6,10 @@ import os
 from pathlib import Path
 
 from ..errors import InvalidParameterError, UnsafeOutputError
-from ..io import is_image_path
+from ..io import FORMAT_SUFFIX, is_image_path
 from ..ops import Operation
 
-__all__ = ["discover", "check_outdir", "output_path", "RealPaths", "FORMAT_SUFFIX"]
-
-#: Output extension for each format (used when --format changes it).
-FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp"}
+__all__ = ["discover", "check_outdir", "output_path", "RealPaths"]
 
 
 def discover(inputs) -> tuple[list[tuple[Path, Path]], int]:

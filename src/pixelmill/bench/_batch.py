@@ -233,7 +233,7 @@ def _floor_one(job):
 
 
 def _floor_all(jobs, workers, pool):
-    from ..io import durable_in_background
+    from .._files import durable_in_background
 
     # Each output fsync'ed in the background as it is done, as run_batch does.
     with durable_in_background() as make_durable_soon:

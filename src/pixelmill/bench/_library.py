@@ -50,13 +50,13 @@ def ensure_library(library: str | None, *, count: int, max_pixels: int | None, s
                    progress=None) -> tuple[list[Path], str]:
     """The library's image paths and a description of it.
 
-    With ``library=None`` the sample library (:func:`pixelmill.sample.write_sample_library`)
+    With ``library=None`` the sample library (:func:`pixelmill.tools.write_sample_library`)
     is generated once into the cache folder and reused by later runs.
     """
     if library:
         paths = list_images(library)
         return paths, f"{len(paths)} images from {library}"
-    from ..sample import write_sample_library
+    from ..tools import write_sample_library
 
     cap = f"-max{max_pixels}" if max_pixels else ""
     folder = default_cache_dir() / f"sample-library-{count}{cap}-seed{seed}"

@@ -283,7 +283,7 @@ def now_iso() -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    from ..io import atomic_write
+    from .._files import atomic_write
 
     atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 

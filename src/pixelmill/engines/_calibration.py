@@ -310,7 +310,7 @@ def calibrate(*, sizes_mp=SIZES_MP, classes=WORK_CLASSES, notify=None, save: boo
     result = Calibration(sizes_mp=sizes, times=times, machine=machine, seconds=time.perf_counter() - started,
                          created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), startup_s=startup)
     if save:
-        from ..io import atomic_write
+        from .._files import atomic_write
 
         text = json.dumps(result.to_json(), indent=1).encode()
         atomic_write(cache_path(machine), lambda fh: fh.write(text))

@@ -1,10 +1,10 @@
-"""A deterministic library of real-photograph JPEGs, sized like the study's flower library.
+"""A deterministic library of photo-like JPEGs with a realistic spread of sizes.
 
-The study ran on a library of 733 flower photographs from 106,800 to 24,000,000 pixels
-(median 1,048,576). That library cannot be shipped, so :func:`write_sample_library` rebuilds
-one with the same size profile from the real photographs that come *inside* installed
-packages: scikit-image's bundled data (astronaut, coffee, chelsea, rocket, ...) and
-matplotlib's sample data (Grace Hopper). Nothing is downloaded.
+By default 733 images from 106,800 to 24,000,000 pixels (median 1,048,576), the size profile
+of a real photo collection (:data:`FLOWER_LIBRARY`). :func:`write_sample_library` builds it
+from the real photographs that come *inside* installed packages: scikit-image's bundled
+data (astronaut, coffee, chelsea, rocket, ...) and matplotlib's sample data (Grace Hopper).
+Nothing is downloaded.
 
 Each image is a random crop (to a typical photo aspect ratio) of one source photograph,
 resized with Pillow's LANCZOS filter to the target size and saved as an RGB JPEG.
@@ -13,7 +13,7 @@ files, byte for byte.
 
 Examples
 --------
->>> from pixelmill.sample import FLOWER_LIBRARY, sample_sizes
+>>> from pixelmill.tools.sample import FLOWER_LIBRARY, sample_sizes
 >>> sizes = sample_sizes(FLOWER_LIBRARY["count"])
 >>> pixels = sorted(w * h for w, h in sizes)
 >>> len(pixels), pixels[0], pixels[-1]
@@ -31,7 +31,8 @@ from statistics import NormalDist
 
 import numpy as np
 
-from .errors import InvalidParameterError, MissingDependencyError
+from .._files import atomic_write
+from ..errors import InvalidParameterError, MissingDependencyError
 
 __all__ = [
     "FLOWER_LIBRARY",
@@ -41,7 +42,7 @@ __all__ = [
     "write_sample_library",
 ]
 
-#: Size profile of the study's flower library.
+#: Size profile of the sample library: a real photo collection's count, bounds and median.
 FLOWER_LIBRARY = dict(count=733, min_pixels=106_800, max_pixels=24_000_000, median_pixels=1_048_576)
 
 #: (width : height, weight) of typical photographs, landscape and portrait.
@@ -59,7 +60,7 @@ ASPECT_RATIOS = (
 # just above 24 MP, so the upper bound is reached naturally; ~1 % fall below 106,800 and clip.
 _LOG_SIGMA = 1.0
 # From this many images on, the smallest and the largest image sit exactly on the bounds
-# (the study's library spans the whole range; a small demo library need not).
+# (a full-size library spans the whole range; a small demo library need not).
 _FORCE_BOUNDS_FROM = 100
 # The extremes use 3:2, which makes both bounds exact: 400 x 267 and 6000 x 4000.
 _EXTREME_ASPECT = (3, 2)
@@ -107,7 +108,7 @@ def _dimensions(pixels: int, aspect: tuple[int, int], lo: int, hi: int) -> tuple
 
 
 def sample_sizes(count: int, *, seed: int = 0, max_pixels: int | None = None) -> list[tuple[int, int]]:
-    """Image sizes that follow the flower library's size profile.
+    """Image sizes that follow the sample library's size profile (:data:`FLOWER_LIBRARY`).
 
     Pixel counts are log-normal (median 1,048,576, sigma 1 in log space) and drawn by
     jittered stratified sampling: stratum ``i`` of ``count`` contributes one draw, so the
@@ -251,8 +252,6 @@ def _is_done(path: Path, size: tuple[int, int]) -> bool:
 
 def _save_atomic(image, path: Path, *, quality: int) -> None:
     """Write a JPEG to a temporary name in the same folder, then rename it into place."""
-    from .io import atomic_write
-
     atomic_write(path, lambda fh: image.save(fh, format="JPEG", quality=quality))
 
 
@@ -265,7 +264,7 @@ def write_sample_library(
     quality: int = 90,
     progress=None,
 ) -> list[Path]:
-    """Write a deterministic library of real-photograph JPEGs sized like the flower library.
+    """Write a deterministic library of photo-like JPEGs with a realistic spread of sizes.
 
     Files are named ``flower_0001.jpg`` ... (more digits past 9999). Sizes come from
     :func:`sample_sizes`; the source photograph of each file cycles through a seeded
@@ -283,7 +282,7 @@ def write_sample_library(
     directory : str or path-like
         Output folder, created if missing.
     count : int, optional
-        Number of images (default 733, as in the study).
+        Number of images (default 733: the whole size profile).
     seed : int, optional
         Seed (0 or more) for sizes, sources and crops.
     max_pixels : int or None, optional

@@ -6,9 +6,10 @@ one row per input image (the original, then one cell per operation), a header ro
 the columns, each cell a thumbnail with its file name, WxH, file size and operation label.
 Failed items show their error text instead of a thumbnail.
 
-It is drawn with Pillow alone (no matplotlib) so that hundreds of images stay fast:
-JPEGs are decoded at reduced scale with ``Image.draft`` and large arrays are subsampled
-before they are scaled, so a 24 MP input never costs a full-size conversion.
+It is drawn with Pillow alone (no matplotlib) so that hundreds of images stay fast: the
+thumbnails come from :func:`pixelmill.io.read_thumbnail` (JPEGs decoded at reduced scale,
+deep images subsampled, every picture upright), and large arrays are subsampled before they
+are scaled, so a large input never costs a full-size conversion.
 Images that cannot be shown as they are become displayable: 16-bit is scaled to 8-bit,
 float is clipped to 0..1 (or stretched when it lies outside), CMYK and palettes become RGB,
 1-bit becomes grey and alpha is shown over a checkerboard.
@@ -16,7 +17,6 @@ float is clipped to 0..1 (or stretched when it lies outside), CMYK and palettes 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -26,14 +26,15 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .errors import InvalidParameterError
-from .io import atomic_write
+from .._files import atomic_write
+from ..errors import InvalidParameterError
+from ..batch import check_manifest, read_manifest
+from ..io import read_thumbnail
 
 __all__ = ["write_contact_sheet", "sheet_layout", "sheet_geometry", "SheetGeometry"]
 
 #: Default file name of the sheet inside OUTDIR.
 SHEET_NAME = "contact-sheet.png"
-MANIFEST_NAME = "manifest.json"
 
 # Colours (RGB). The thumbnail boxes of cells without a picture have a flat tint, so that
 # a glance down a column finds the failures.
@@ -53,54 +54,15 @@ _CHECKER = ((204, 204, 204), (255, 255, 255))
 
 _STATUS_COLOURS = {"failed": _FAILED_TEXT, "skipped": _SKIPPED_TEXT, "missing": _DIM}
 
-# EXIF orientation -> the transpose that shows the picture upright (as the batch layer does).
-_ORIENTATION_TAG = 0x0112
-
 
 # --------------------------------------------------------------------------------------
 # manifest -> rows
 # --------------------------------------------------------------------------------------
 
 
-def _read_manifest(outdir: Path) -> dict:
-    path = outdir / MANIFEST_NAME
-    if not path.is_file():
-        raise InvalidParameterError(
-            f"no manifest at {str(path)!r}: run `pixelmill run ... --out {outdir}` first, "
-            "then make the contact sheet of that output folder"
-        )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidParameterError(
-            f"manifest {str(path)!r} cannot be read as JSON ({exc}); "
-            "run `pixelmill run` again to rewrite it"
-        ) from None
-    return manifest
-
-
-def _check_manifest(manifest) -> list[dict]:
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("items"), list):
-        raise InvalidParameterError(
-            "manifest must be a JSON object with an 'items' list "
-            f"(as written by `pixelmill run`), got {type(manifest).__name__} "
-            f"with keys {sorted(manifest) if isinstance(manifest, dict) else None!r}"
-        )
-    version = manifest.get("version", 1)
-    if version != 1:
-        raise InvalidParameterError(f"manifest version {version!r} is not supported; expected 1")
-    items = manifest["items"]
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("input"), str):
-            raise InvalidParameterError(
-                f"manifest item {i} must be an object with an 'input' path, got {item!r}"
-            )
-    return items
-
-
 def _all_rows(manifest) -> tuple[list[str], list[tuple[str, list[dict]]]]:
     """Column headers and every row (not truncated)."""
-    items = _check_manifest(manifest)
+    items = check_manifest(manifest)
     # Column order: the manifest's "ops" list, then any op only seen in items (first-seen order).
     ops: list[str] = []
     declared = manifest.get("ops")
@@ -395,11 +357,6 @@ class _Thumb:
     error: str | None = None
 
 
-_TRANSPOSES = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
-               6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
-# Modes Pillow converts cheaply to something it can resize and we can show.
-_CONVERT = {"1": "L", "P": None, "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB",
-            "HSV": "RGB", "La": "LA", "RGBa": "RGBA", "RGBX": "RGB"}
 _TAGS = {"1": "1-bit", "CMYK": "CMYK", "F": "float", "I": "32-bit"}
 
 
@@ -462,43 +419,18 @@ def _array_thumb(arr: np.ndarray, thumb_size: int) -> tuple[object, int, int, st
     return image, int(width), int(height), tag
 
 
-def _pillow_thumb(path: Path, thumb_size: int) -> tuple[object, int, int, str]:
+def _file_thumb(path: Path, thumb_size: int) -> tuple[object, int, int, str]:
+    """Thumbnail of an image file: (image, full width, full height, tag)."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        width, height = im.size
-        mode = im.mode
-        orientation = 1
-        try:
-            orientation = int(im.getexif().get(_ORIENTATION_TAG, 1) or 1)
-        except Exception:  # a broken EXIF block must not hide the picture
-            orientation = 1
-        if im.format == "JPEG":
-            # libjpeg decodes at 1/2, 1/4 or 1/8 scale: a 24 MP photo costs a fraction of a decode.
-            im.draft("RGB" if mode == "RGB" else None, (thumb_size, thumb_size))
-        im.load()
-        tag = _TAGS.get(mode, "16-bit" if mode.startswith("I;16") else "")
-        if mode.startswith("I") or mode == "F":
-            # Pillow cannot reduce these modes: go through the array path.
-            image, _, _, array_tag = _array_thumb(np.asarray(im), thumb_size)
-            tag = tag or array_tag
-        else:
-            image = im
-            if mode in _CONVERT:
-                target = _CONVERT[mode]
-                if target is None:  # palette: keep transparency if any
-                    target = "RGBA" if "transparency" in im.info else "RGB"
-                image = im.convert(target)
-            elif mode not in ("L", "LA", "RGB", "RGBA"):
-                image = im.convert("RGBA" if "A" in mode else "RGB")
-            else:
-                image = im.copy()
-            image.thumbnail((thumb_size, thumb_size))
-    if orientation in _TRANSPOSES:
-        image = image.transpose(getattr(Image.Transpose, _TRANSPOSES[orientation]))
-        if orientation >= 5:
-            width, height = height, width
-    return image, width, height, tag
+    thumb = read_thumbnail(path, thumb_size)
+    width, height = thumb.info["full_size"]
+    tag = _TAGS.get(thumb.mode, "16-bit" if thumb.mode.startswith("I;16") else "")
+    if thumb.data.dtype == np.uint8 and max(thumb.data.shape[:2]) <= thumb_size:
+        return Image.fromarray(thumb.data), width, height, tag
+    # Deeper samples come back subsampled, not shrunk: mapped onto 8 bits here, for display.
+    image, _, _, array_tag = _array_thumb(thumb.data, thumb_size)
+    return image, width, height, tag or array_tag
 
 
 def _load_thumb(path: Path, thumb_size: int) -> _Thumb:
@@ -512,15 +444,7 @@ def _load_thumb(path: Path, thumb_size: int) -> _Thumb:
         if suffix == ".npy":
             image, w, h, tag = _array_thumb(np.load(path, mmap_mode="r", allow_pickle=False), thumb_size)
         else:
-            try:
-                image, w, h, tag = _pillow_thumb(path, thumb_size)
-            except Exception:
-                if suffix not in (".tif", ".tiff"):
-                    raise
-                # Pillow reads few float/multi-sample TIFFs; tifffile reads them all.
-                import tifffile
-
-                image, w, h, tag = _array_thumb(tifffile.imread(path), thumb_size)
+            image, w, h, tag = _file_thumb(path, thumb_size)
     except Exception as exc:  # never crash the sheet on one file
         message = str(exc).strip() or type(exc).__name__
         return _Thumb(nbytes=nbytes, error=f"cannot read image: {message}")
@@ -845,7 +769,7 @@ def write_contact_sheet(outdir, *, path=None, max_rows: int | None = 48, thumb_s
         raise InvalidParameterError(
             f"path {str(target)!r}: its folder does not exist; give a path in an existing folder"
         )
-    manifest = _read_manifest(outdir)
+    manifest = read_manifest(outdir)
     canvas = _render(manifest, outdir, max_rows=max_rows, thumb_size=thumb_size,
                      columns_per_row=columns_per_row)
 

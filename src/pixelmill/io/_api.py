@@ -1,0 +1,329 @@
+"""read_image, describe, read_thumbnail and write_image: each file to the backend that
+holds it exactly (tifffile for the TIFFs Pillow would truncate, libjpeg-turbo for 8-bit RGB
+and grey JPEGs, Pillow for the rest); writes go through :func:`pixelmill._files.atomic_write`."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from .._files import atomic_write
+from .._validation import check_quality
+from ..errors import InvalidImageError, InvalidParameterError
+from ._formats import (
+    DEFAULT_MAX_PIXELS,
+    _check_max_pixels,
+    _check_size,
+    _check_writable,
+    _resolve_format,
+    _sniff_file,
+)
+from ._image import Image
+from ._jpeg import _turbo_decode, _turbo_encoder
+from ._pillow import (
+    _describe_pillow,
+    _pil_open,
+    _pillow_encoder,
+    _pillow_thumbnail,
+    _pillow_tiff_ok,
+    _read_pillow,
+    _refuse_deep_color_png,
+)
+from ._tifffile import _describe_tifffile, _read_tifffile, _tiff_peek, _tifffile_encoder
+
+
+def _input_path(path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InvalidImageError(f"image file {str(p)!r} does not exist")
+    if not p.is_file():
+        raise InvalidImageError(f"image path {str(p)!r} is not a file")
+    return p
+
+
+def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image:
+    """Decode an image file into an upright array plus the metadata to write it back.
+
+    Parameters
+    ----------
+    path : str or Path
+        A JPEG, PNG, TIFF, BMP or WebP file. The content decides the format, not the
+        extension. The file is only read.
+    max_pixels : int or None
+        Refuse images with more pixels than this, checked from the header before any
+        decoding (decompression-bomb guard). None disables the check.
+
+    Returns
+    -------
+    Image
+        See :mod:`pixelmill.io` for the array each source mode gives.
+
+    Raises
+    ------
+    InvalidImageError
+        Missing, empty, truncated or corrupt file, or content that is no supported image.
+    UnsupportedImageError
+        A readable image of a mode, sample type or format pixelmill does not handle.
+    ImageTooLargeError
+        More than ``max_pixels`` pixels.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     p = write_image(Path(tmp) / "a.png", np.zeros((2, 3), dtype=np.uint16))
+    ...     img = read_image(p)
+    >>> img.data.dtype, img.data.shape, img.mode, img.format
+    (dtype('uint16'), (2, 3), 'I;16', 'PNG')
+    """
+    return _decode(path, max_pixels, functools.partial(_read_pillow, fast_decode=_turbo_decode),
+                   _read_tifffile)
+
+
+def _decode(path, max_pixels, read_pillow, read_tifffile) -> Image:
+    """Sniff, check the size, and hand the open file to the backend that reads it exactly:
+    ``read_tifffile(fh, path, tiff_page)`` or ``read_pillow(fh, path, fmt, pil_image)``."""
+    path = _input_path(path)
+    limit = _check_max_pixels(max_pixels)
+    with open(path, "rb") as fh:
+        fmt = _sniff_file(fh, path)
+        tp = None
+        if fmt == "TIFF":
+            tp = _tiff_peek(fh, path)
+            if tp is not None:
+                _check_size(path, tp.width, tp.height, limit)
+                if not tp.pillow_ok:
+                    return read_tifffile(fh, path, tp)
+        if fmt == "PNG":
+            _refuse_deep_color_png(fh, path)
+        try:
+            im = _pil_open(fh, path, fmt)
+        except InvalidImageError:
+            if tp is None:
+                raise
+            return read_tifffile(fh, path, tp)  # a TIFF layout Pillow does not know
+        try:
+            _check_size(path, im.size[0], im.size[1], limit)
+            return read_pillow(fh, path, fmt, im)
+        finally:
+            im.close()
+
+
+def read_thumbnail(path, size: int, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image:
+    """A small upright copy of an image file, for previews (a contact sheet, say).
+
+    Parameters
+    ----------
+    path : str or Path
+        An image file, as for :func:`read_image`.
+    size : int
+        The side of the square the thumbnail fits in, in pixels (1 or more).
+    max_pixels : int or None
+        As for :func:`read_image`.
+
+    Returns
+    -------
+    Image
+        8-bit and bilevel pictures come back shrunk to fit in ``size`` x ``size`` (Pillow's
+        thumbnail; JPEGs decoded at 1/2, 1/4 or 1/8 scale first, through Pillow's draft) as
+        uint8 grey, grey + alpha, RGB or RGBA: bilevel becomes grey, palette and CMYK become
+        RGB (RGBA with transparency). Deeper samples (16-bit, 32-bit, float, the TIFFs
+        tifffile reads) keep the dtype :func:`read_image` gives them, every n-th pixel in
+        both directions so that they fit in ``2 * size``: how to show them is the caller's
+        choice. Either way the picture is upright (EXIF orientation applied), ``mode`` and
+        ``format`` are the file's, and ``info`` holds ``orientation`` and ``full_size``, the
+        ``(width, height)`` of the whole upright picture; no metadata to write back.
+
+    Raises
+    ------
+    InvalidImageError, UnsupportedImageError, ImageTooLargeError
+        As :func:`read_image`; InvalidParameterError for a bad ``size``.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     p = write_image(Path(tmp) / "a.jpg", np.zeros((300, 200, 3), dtype=np.uint8))
+    ...     thumb = read_thumbnail(p, 64)
+    >>> thumb.data.shape, thumb.info["full_size"]
+    ((64, 43, 3), (200, 300))
+    """
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise InvalidParameterError(f"size must be a positive integer, got {size!r}")
+    size = int(size)
+
+    def read_pillow(fh, path, fmt, im):
+        thumb = _pillow_thumbnail(fh, path, fmt, im, size)
+        return thumb if thumb is not None else _subsampled(_read_pillow(fh, path, fmt, im), size)
+
+    def read_tifffile(fh, path, tp):
+        return _subsampled(_read_tifffile(fh, path, tp), size)
+
+    return _decode(path, max_pixels, read_pillow, read_tifffile)
+
+
+def _subsampled(image: Image, size: int) -> Image:
+    """Every n-th pixel of ``image``: n the largest that keeps ``2 * size`` on the longer side."""
+    height, width = image.data.shape[:2]
+    step = max(1, max(height, width) // (2 * size))
+    data = np.ascontiguousarray(image.data[::step, ::step])
+    info = {"orientation": image.info["orientation"], "full_size": (width, height)}
+    return Image(data=data, has_alpha=image.has_alpha, mode=image.mode, format=image.format,
+                 info=info, path=image.path)
+
+
+def describe(path) -> dict:
+    """Header facts about an image file, without decoding its pixels.
+
+    Returns
+    -------
+    dict
+        ``path``, ``format``, ``width``, ``height`` (upright, after the orientation),
+        ``mode`` (source), ``dtype``, ``bit_depth``, ``channels`` and ``has_alpha`` (of the
+        array :func:`read_image` returns), ``orientation``, ``icc``, ``exif`` (bools),
+        ``megapixels`` and ``file_size`` (bytes).
+
+    Raises
+    ------
+    InvalidImageError, UnsupportedImageError
+        As :func:`read_image` (size limits are not applied).
+    """
+    path = _input_path(path)
+    with open(path, "rb") as fh:
+        fmt = _sniff_file(fh, path)
+        tp = _tiff_peek(fh, path) if fmt == "TIFF" else None
+        if fmt == "PNG":
+            _refuse_deep_color_png(fh, path)
+        if tp is not None and not tp.pillow_ok:
+            facts = _describe_tifffile(fh, path, tp)
+        else:
+            facts = _describe_pillow(fh, path, fmt)
+    width, height = facts.pop("width"), facts.pop("height")
+    if facts["orientation"] in (5, 6, 7, 8):
+        width, height = height, width
+    dtype = facts.pop("dtype")
+    return {
+        "path": str(path),
+        "format": fmt,
+        "width": width,
+        "height": height,
+        "mode": facts["mode"],
+        "dtype": dtype.name,
+        "bit_depth": 1 if dtype == np.bool_ else dtype.itemsize * 8,
+        "channels": facts["channels"],
+        "has_alpha": facts["has_alpha"],
+        "orientation": facts["orientation"],
+        "icc": facts["icc"],
+        "exif": facts["exif"],
+        "megapixels": round(width * height / 1e6, 3),
+        "file_size": path.stat().st_size,
+    }
+
+
+
+def write_image(
+    path,
+    image,
+    *,
+    format: str | None = None,
+    quality: int = 95,
+    like: Image | None = None,
+    durable: bool = True,
+) -> Path:
+    """Encode ``image`` to ``path`` atomically, keeping the source's metadata.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file; parent folders are created. An existing file is replaced only once
+        the new one is completely written.
+    image : Image or ndarray
+        Pixels (and metadata when an :class:`Image`). For a bare array a last axis of 2 or
+        4 channels is taken as grey + alpha / RGBA, unless ``like`` says it has no alpha
+        (CMYK).
+    format : str, optional
+        ``JPEG``, ``PNG``, ``TIFF``, ``BMP`` or ``WEBP`` (``jpg``/``tif`` accepted). Default:
+        from the extension of ``path``, else the source's format (``like`` or ``image``).
+    quality : int
+        1..100, for JPEG and lossy WebP (a lossless WebP source is written lossless).
+    like : Image, optional
+        The image whose metadata to keep (ICC profile, EXIF with orientation 1, dpi, XMP,
+        JPEG chroma subsampling and progressive mode, TIFF compression, WebP losslessness).
+        Defaults to ``image`` itself when it is an :class:`Image`.
+    durable : bool
+        Wait until the file is on disk before returning (see :func:`pixelmill._files.atomic_write`).
+
+    Returns
+    -------
+    Path
+        The written file.
+
+    Raises
+    ------
+    UnsupportedImageError
+        The format cannot hold the dtype or layout (e.g. uint16 to JPEG, float32 to PNG);
+        the message says which format would.
+    InvalidParameterError
+        Unknown format or bad quality.
+
+    Notes
+    -----
+    JPEG has no alpha channel: writing an image with alpha to JPEG drops the alpha.
+    BMP holds no alpha (Pillow reads its own 32-bit BMPs back as RGB) and no ICC/EXIF; PNG and TIFF keep no XMP; TIFFs written with tifffile (16-bit or
+    float colour, and dtypes Pillow cannot hold) keep the ICC profile and resolution but
+    only the plain-text EXIF tags of the first IFD (make, model, date, ...).
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from pathlib import Path
+    >>> rgba = np.zeros((2, 2, 4), dtype=np.uint8)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     p = write_image(Path(tmp) / "sub" / "x.jpg", rgba)
+    ...     read_image(p).data.shape  # alpha dropped: JPEG has none
+    (2, 2, 3)
+    """
+    path = Path(path)
+    check_quality(quality)
+    if isinstance(image, Image):
+        data, has_alpha = np.asarray(image.data), image.has_alpha
+        meta = like if like is not None else image
+    else:
+        data = np.asarray(image)
+        meta = like
+        channels = data.shape[2] if data.ndim == 3 else 1
+        if meta is not None and channels == meta.channels:
+            has_alpha = meta.has_alpha
+        else:
+            has_alpha = channels in (2, 4)
+    if data.ndim == 3 and data.shape[2] == 1:
+        data = data[..., 0]
+    if data.ndim not in (2, 3) or data.size == 0 or (data.ndim == 3 and data.shape[2] > 4):
+        raise InvalidImageError(
+            f"cannot write an array of shape {data.shape!r} to {str(path)!r}: need H x W or "
+            f"H x W x C with 1 to 4 channels"
+        )
+    if data.ndim == 3 and not has_alpha and data.shape[2] == 2:
+        has_alpha = True  # two channels can only be grey + alpha
+    fmt = _resolve_format(path, format, meta)
+    if fmt == "JPEG" and has_alpha:
+        data = data[..., 0] if data.shape[2] == 2 else data[..., :-1]  # JPEG has no alpha
+        has_alpha = False
+    _check_writable(path, fmt, data, has_alpha)
+    info = dict(meta.info) if meta is not None else {}
+    same_format = meta is not None and meta.format == fmt
+
+    turbo = _turbo_encoder(data, has_alpha, info, quality) if fmt == "JPEG" else None
+    if turbo is not None:
+        encode = turbo
+    elif fmt == "TIFF" and not _pillow_tiff_ok(data):
+        encode = _tifffile_encoder(data, has_alpha, info)
+    else:
+        encode = _pillow_encoder(data, has_alpha, fmt, info, quality, same_format)
+
+    atomic_write(path, encode, durable=durable)
+    return path

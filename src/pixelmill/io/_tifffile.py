@@ -1,0 +1,207 @@
+"""The tifffile backend: the TIFFs Pillow would truncate or cannot open (16-bit or float
+colour, int16, uint32, float64, ...), read and written."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+
+from ..errors import InvalidImageError, UnsupportedImageError
+from ._formats import _one_line
+from ._image import Image
+from ._metadata import _clean_exif, _orient, _orientation, _strip_xmp_orientation
+
+
+@dataclass
+class _TiffPage:
+    page: object
+    width: int
+    height: int
+    dtype: np.dtype | None
+    samples: int
+    bits: int
+    pillow_ok: bool
+
+
+def _tiff_peek(fh, path: Path) -> _TiffPage | None:
+    """First-page facts from tifffile (header only), or None if tifffile cannot parse it."""
+    import tifffile
+
+    fh.seek(0)
+    try:
+        tf = tifffile.TiffFile(fh)
+        page = tf.pages.first
+        width, height = int(page.imagewidth), int(page.imagelength)
+        dtype = page.dtype
+        samples, bits = int(page.samplesperpixel), int(page.bitspersample)
+    except Exception:  # tifffile is stricter than libtiff on odd files: let Pillow try
+        return None
+    dtype = None if dtype is None else np.dtype(dtype)
+    # Pillow holds these exactly; anything else it would truncate to 8 bits or refuse.
+    pillow_ok = (
+        bits == 1
+        or dtype == np.uint8
+        or (samples == 1 and dtype in (np.dtype(np.uint16), np.dtype(np.float32), np.dtype(np.int32)))
+    )
+    return _TiffPage(page, width, height, dtype, samples, bits, pillow_ok)
+
+
+_DTYPE_SUFFIX = {
+    np.dtype(np.uint8): "", np.dtype(np.int8): ";8S", np.dtype(np.uint16): ";16",
+    np.dtype(np.int16): ";16S", np.dtype(np.uint32): ";32", np.dtype(np.int32): ";32S",
+    np.dtype(np.float32): ";32F", np.dtype(np.float64): ";64F",
+}
+
+
+def _read_tifffile(fh, path: Path, tp: _TiffPage) -> Image:
+    from tifffile import PHOTOMETRIC
+
+    page = tp.page
+    photometric = page.photometric
+    extras = tuple(page.extrasamples or ())
+    ncolor = tp.samples - len(extras)
+    base = {
+        (PHOTOMETRIC.MINISBLACK, 1): "L",
+        (PHOTOMETRIC.RGB, 3): "RGB",
+        (PHOTOMETRIC.SEPARATED, 4): "CMYK",
+    }.get((photometric, ncolor))
+    dtype = tp.dtype
+    if dtype == np.float16:
+        dtype = np.dtype(np.float32)  # exact widening: float16 is not a pixelmill dtype
+    if base is None or len(extras) > 1 or (base == "CMYK" and extras) or dtype not in _DTYPE_SUFFIX:
+        name = getattr(photometric, "name", photometric)
+        raise UnsupportedImageError(
+            f"TIFF file {str(path)!r} has {tp.samples} {tp.bits}-bit samples of type "
+            f"{tp.dtype} with photometric {name}; pixelmill reads grey, grey + alpha, RGB, RGBA "
+            f"and CMYK TIFFs"
+        )
+    has_alpha = bool(extras)  # premultiplied (associated) alpha is carried as is
+    mode = base + ("A" if has_alpha else "") + _DTYPE_SUFFIX[dtype]
+    _check_tiff_extent(fh, path, page)
+    try:
+        data = page.asarray()
+    except KeyError as exc:  # tifffile: "<COMPRESSION.LZW: 5> requires the 'imagecodecs' package"
+        raise UnsupportedImageError(
+            f"cannot decode TIFF file {str(path)!r}: {_one_line(exc).strip(chr(34))} "
+            f"(pip install imagecodecs)"
+        ) from None
+    except Exception as exc:
+        raise InvalidImageError(
+            f"cannot decode TIFF image file {str(path)!r} (truncated or corrupt): {_one_line(exc)}"
+        ) from None
+    axes = page.axes
+    if "S" in axes and axes.index("S") < axes.index("Y"):  # planar: S x H x W
+        data = np.moveaxis(data, axes.index("S"), -1)
+    data = data.reshape((tp.height, tp.width) if tp.samples == 1 else (tp.height, tp.width, tp.samples))
+    if data.dtype != dtype:
+        data = data.astype(dtype)  # float16 -> float32, big-endian -> native
+    info = _tifffile_metadata(fh, page)
+    data = _orient(data, info["orientation"])
+    if info["orientation"] in (5, 6, 7, 8) and info.get("dpi"):
+        info["dpi"] = info["dpi"][::-1]
+    return Image(data=data, has_alpha=has_alpha, mode=mode, format="TIFF", info=info, path=path)
+
+
+def _check_tiff_extent(fh, path: Path, page) -> None:
+    """Fail on a truncated TIFF (tifffile would otherwise return zeros or garbage)."""
+    size = os.fstat(fh.fileno()).st_size
+    ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts)]
+    if ends and max(ends) > size:
+        raise InvalidImageError(
+            f"cannot decode TIFF image file {str(path)!r}: image file is truncated "
+            f"({max(ends) - size} bytes missing)"
+        )
+
+
+def _tifffile_metadata(fh, page) -> dict:
+    from PIL.TiffImagePlugin import COMPRESSION_INFO
+
+    tags = page.tags
+
+    def tag(code):
+        t = tags.get(code)
+        return None if t is None else t.value
+
+    orientation = _orientation(tag(274))
+    icc = tag(34675)
+    info = {
+        "icc_profile": bytes(icc) if icc else None,
+        "exif": None,
+        "orientation": orientation,
+        "compression": COMPRESSION_INFO.get(int(page.compression), "raw"),
+    }
+    xres, yres, unit = tag(282), tag(283), tag(296)
+    if xres and yres and unit in (2, 3):
+        scale = 2.54 if unit == 3 else 1.0
+        info["dpi"] = tuple(float(r[0]) / float(r[1]) * scale if r[1] else 0.0 for r in (xres, yres))
+    xmp = tag(700)
+    if xmp:
+        xmp = bytes(xmp)
+        if orientation != 1:
+            xmp = _strip_xmp_orientation(xmp)
+        info["xmp"] = xmp
+    try:  # Pillow's EXIF reader handles nested IFDs; tifffile's values are not re-encodable
+        exif = PILImage.Exif()
+        fh.seek(0)
+        exif.load_from_fp(fh)
+        info["exif"] = _clean_exif(exif, None)
+    except Exception:
+        info["exif"] = None
+    return info
+
+
+def _describe_tifffile(fh, path, tp: _TiffPage) -> dict:
+    img_extras = len(tuple(tp.page.extrasamples or ()))
+    info = _tifffile_metadata(fh, tp.page)
+    dtype = np.dtype(np.float32) if tp.dtype == np.float16 else tp.dtype
+    base = {1: "L", 3: "RGB", 4: "CMYK"}.get(tp.samples - img_extras, "?")
+    return dict(
+        mode=base + ("A" if img_extras else "") + _DTYPE_SUFFIX.get(dtype, f";{tp.bits}"),
+        width=tp.width, height=tp.height, dtype=dtype, channels=tp.samples,
+        has_alpha=img_extras > 0, orientation=info["orientation"],
+        icc=info["icc_profile"] is not None, exif=info["exif"] is not None,
+    )
+
+
+def _tifffile_encoder(data: np.ndarray, has_alpha: bool, info: dict):
+    import tifffile
+
+    channels = 1 if data.ndim == 2 else data.shape[2]
+    kwargs: dict = {"metadata": None, "photometric": "minisblack", "software": False}
+    if channels >= 3:
+        kwargs["photometric"] = "rgb" if (channels == 3 or has_alpha) else "separated"
+    if channels > 1:
+        kwargs["planarconfig"] = "contig"
+    if has_alpha:
+        kwargs["extrasamples"] = ["unassalpha"]
+    if info.get("compression") not in (None, "raw"):
+        kwargs["compression"] = "zlib"  # built into tifffile and lossless
+    if info.get("icc_profile"):
+        kwargs["iccprofile"] = info["icc_profile"]
+    if info.get("dpi"):
+        kwargs["resolution"] = tuple(float(v) for v in info["dpi"])
+        kwargs["resolutionunit"] = "INCH"
+    extratags = []
+    if info.get("exif"):
+        ex = PILImage.Exif()
+        ex.load(info["exif"])
+        for code in (270, 271, 272, 305, 306, 315, 33432):  # plain-text IFD0 tags
+            value = ex.get(code)
+            if isinstance(value, str) and value:
+                if code == 305:
+                    kwargs["software"] = value
+                else:
+                    extratags.append((code, "s", 0, value, True))
+    if extratags:
+        kwargs["extratags"] = extratags
+    if data.dtype.byteorder == ">":
+        data = data.astype(data.dtype.newbyteorder("="))
+
+    def encode(fh):
+        tifffile.imwrite(fh, data, **kwargs)
+
+    return encode
