@@ -247,7 +247,7 @@ def test_processes_reuse_segments_between_calls_and_remove_them_on_close(rng):
     # only a bounded number stay idle, and close removes every name.
     import gc
 
-    from pixelmill.engines._processes import _Segments
+    from pixelmill.engines._shm import Segments as _Segments
 
     op = Filter(kernels.gaussian(5, 1.0))
     others = set(shm_entries(os.getpid()))  # other engines of this test process
@@ -296,7 +296,7 @@ def test_processes_refuses_more_than_dev_shm_holds(monkeypatch):
     # Writing past a full tmpfs would SIGBUS; the engine checks the free space first.
     from collections import namedtuple
 
-    from pixelmill.engines import _processes
+    from pixelmill.engines import _shm as _processes
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(_processes.shutil, "disk_usage", lambda path: usage(1000, 1000, 100))

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import _validation as v
 from .engines import make_engine
-from .ops import Filter, Invert, Operation, SobelMagnitude, to_dtype
+from .ops import Filter, Invert, Operation, SobelMagnitude, fuse_policy, to_dtype
 
 
 def apply(
@@ -23,16 +23,15 @@ def apply(
 
 
 def _apply_filter(op, image, policy, out, **options):
-    """A filter's float32 result, or with ``policy`` the image dtype (per-pixel policies are
-    fused with the filter, tile by tile; ``normalize`` needs the whole result first)."""
-    if policy is None or policy == "float32":
-        return apply(op, image, out=out, **options)
-    fused = op.with_policy(v.check_policy(policy))
-    if fused is not op:
-        return apply(fused, image, out=out, **options)
+    """A filter's float result, or with ``policy`` the image dtype (see :func:`~pixelmill.ops.fuse_policy`)."""
+    if policy is not None:
+        v.check_policy(policy)
     image = v.check_image(image)
+    op, after = fuse_policy(op, policy, image.dtype)
+    if after is None:
+        return apply(op, image, out=out, **options)
     v.check_out(out, image.shape, image.dtype)
-    result = to_dtype(apply(op, image, **options), image.dtype, policy=policy)
+    result = to_dtype(apply(op, image, **options), image.dtype, policy=after)
     if out is None:
         return result
     out[...] = result

@@ -14,6 +14,8 @@ import click
 from ._version import __version__
 from .errors import PixelmillError
 from .io import SUPPORTED_FORMATS
+from .ops import POLICIES
+from .tiling import BORDER_MODES
 
 FORMATS = tuple(f.lower() for f in SUPPORTED_FORMATS)
 
@@ -53,9 +55,9 @@ def main():
               help="Engine name (see `pixelmill engines`); auto picks per image from this machine's calibration.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers [default: usable cores].")
 @click.option("--border", default="nearest", show_default=True,
-              type=click.Choice(["reflect", "mirror", "nearest", "constant", "wrap"]))
+              type=click.Choice(BORDER_MODES))
 @click.option("--cval", type=float, default=0.0, show_default=True, help="Value outside the image for --border constant.")
-@click.option("--policy", default=None, type=click.Choice(["clip", "abs", "shift", "normalize", "float32"]),
+@click.option("--policy", default=None, type=click.Choice(POLICIES),
               help="Conversion back to the image dtype [default: clip for smoothing, abs for edge kernels].")
 @click.option("--format", "fmt", default=None, type=click.Choice(FORMATS, case_sensitive=False),
               help="Output format [default: the input's].")

@@ -16,6 +16,12 @@ import numpy as np
 
 __all__ = [
     "BORDER_MODES",
+    "band_rows",
+    "bands_over_image",
+    "edge_maps",
+    "overlap_chunks",
+    "readable_in_place",
+    "redirect_overwritten",
     "Tile",
     "border_indices",
     "pad",
@@ -149,9 +155,9 @@ def plan_tiles(shape: tuple[int, ...], tile_shape: tuple[int, int]) -> list[Tile
     ]
 
 
-#: Target bytes of one tile's output: large enough to amortise scheduling, small enough for cache
-#: reuse across kernel rows and for several tiles per worker. Measured on a 24 MP photo with the
-#: NumPy flavour (Gaussian 5x5, uint8 out): 1 MB strips 0.52 s, 2 MB 0.64 s, 4 MB 0.83 s.
+#: Target bytes of one tile's output: large enough to amortise scheduling, small enough that a
+#: tile's float work arrays stay in a core's cache across the kernel's rows, and several tiles per
+#: worker balance the load.
 TARGET_TILE_BYTES = 1 << 20
 
 
@@ -203,3 +209,130 @@ def window(padded: np.ndarray, dr: int, dc: int, halo, shape: tuple[int, ...]) -
     """The view of a bank input that is the padded input of one operation (no copy)."""
     top, bottom, left, right = halo
     return padded[dr : dr + shape[0] + top + bottom, dc : dc + shape[1] + left + right]
+
+
+# -- chunks of an array library (dask) that overlap by the halo -----------------------------------
+
+
+def overlap_chunks(n: int, tile: int, before: int, after: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Output chunks of an axis of length ``n`` and the padded-input chunks that line up with them.
+
+    Input chunk ``j`` holds the padded samples of output chunk ``j``; the first also holds the
+    ``before`` leading halo samples and the last the ``after`` trailing ones. ``map_overlap``
+    with ``depth=(before, after)`` and ``boundary="none"`` then hands block ``j`` exactly its
+    output chunk plus its halo. dask takes an overlap from the *adjacent* block only, so every
+    input chunk must hold at least ``max(before, after)`` samples: tiles are never smaller than
+    the halo, and a too-short last tile is merged into the one before it.
+    """
+    need = max(before, after)
+    size = max(int(tile), need, 1)
+    out = [size] * (n // size) + ([n % size] if n % size else [])
+    if len(out) > 1 and out[-1] + after < need:
+        last = out.pop()
+        out[-1] += last
+    if len(out) == 1:
+        return tuple(out), (before + n + after,)
+    return tuple(out), (before + out[0], *out[1:-1], out[-1] + after)
+
+
+# -- results written over their own image --------------------------------------------------------
+
+def bands_over_image(h: int, halo: Halo, border: str, rows: int):
+    """Bands of ``rows`` output rows for writing a result over its own ``h``-row image: yields
+    ``(first, n, taken)`` per band, ``taken`` being the image row behind each padded row of the
+    band (-1: ``cval``, for ``constant``).
+
+    A band is computed from a copy of its rows and halo, and its result may be copied over the
+    image only once the next band, the last to read those rows, has taken its copy: the caller
+    keeps one band's result pending. Rows a mirrored border reads lie within a halo of the
+    edges, so they are still the input when read. ``wrap``'s last bands read the first rows,
+    so it cannot go band by band: nothing is yielded for it, nor when the image is one band or
+    the halo has no rows.
+
+    >>> [(first, n, taken.tolist()) for first, n, taken in bands_over_image(5, (1, 1, 0, 0), "nearest", 3)]
+    [(0, 3, [0, 0, 1, 2, 3]), (3, 2, [2, 3, 4, 4])]
+    """
+    top, bottom = halo[0], halo[1]
+    if not (top or bottom) or border == "wrap" or h <= rows:
+        return
+    source = border_indices(h, top, bottom, border)
+    for first in range(0, h, rows):
+        n = min(rows, h - first)
+        yield first, n, source[first : first + n + top + bottom]
+
+
+def band_rows(row_bytes: int, halo: Halo, band_bytes: int) -> int:
+    """Output rows per band: about ``band_bytes`` of padded rows, never fewer than the halo needs."""
+    return max(halo[0] + halo[1] + 1, band_bytes // max(1, row_bytes))
+
+
+def readable_in_place(image: np.ndarray, halo: Halo, border: str, cval: float) -> bool:
+    """True when a kernel can read ``image``'s border by the rule (:func:`edge_maps`) instead
+    of a padded copy: wider than the halo, and ``cval`` exact in the image's own dtype."""
+    top, bottom, left, right = halo
+    return image.shape[1] > left + right and pad_dtype(image.dtype, np.float32, border, cval) == image.dtype
+
+
+# -- reading the border in place (kernels that take the unpadded image) -------------------------
+
+
+def edge_maps(src: np.ndarray, channels: int, border, kh: int = 1, in_place_strips: int = 0) -> tuple:
+    """How the numba kernels (``_ring_row``) find padded row ``r``, column sample ``p`` in ``src`` (2-D, rows x
+    samples): ``(rows_map, const_row, left_map, right_map, lpad, rpad, cval, saved)``.
+
+    ``rows_map[r]`` is a row of ``src``, or -1: ``const_row`` (all ``cval``), or ``-2 - k``:
+    ``saved[k]``; the first ``lpad`` and last ``rpad`` output samples of a row read their taps
+    through ``left_map`` / ``right_map`` (a sample of the row, or -1: ``cval``). A padded
+    ``src`` (``border`` None) is read as it is: every row is its own, no border samples.
+
+    ``in_place_strips``: the result is written over ``src`` by that many strips (one chunk
+    the width of the row, so a row is read whole before its output row is written). A strip
+    reads padded row ``r`` just before writing output row ``r - kh + 1`` (its first rows at
+    its start); the image row behind it is still the input then only if the same strip
+    writes it, and not earlier. The other rows (halos shared with the next strip, mirrored
+    and wrapped rows) are read from ``saved``, copied beforehand: a few rows per strip."""
+    samples = np.empty(0, dtype=np.int64)
+    none_saved = src[:0]
+    if border is None:
+        rows = np.arange(src.shape[0], dtype=np.int64)
+        return rows, src[0, :0], samples, samples, 0, 0, src.dtype.type(0), none_saved
+    (top, bottom, left, right), mode, cval = border
+    h, n = src.shape
+    w = n // channels
+    if w <= left + right:
+        raise ValueError(f"an unpadded block needs more columns than the halo's {left + right}, not {w}")
+    rows = border_indices(h, top, bottom, mode)
+    saved = none_saved
+    if in_place_strips:
+        rows, saved = redirect_overwritten(src, rows, kh, in_place_strips)
+    cols = border_indices(w, left, right, mode)
+    # Per sample: column index * channels + channel, or -1 (constant) for every channel.
+    by_sample = np.where(cols[:, None] >= 0, cols[:, None] * channels + np.arange(channels), -1).ravel()
+    cval = src.dtype.type(cval)
+    const_row = np.full(n if mode == "constant" else 0, cval, dtype=src.dtype)
+    lpad, rpad = left * channels, right * channels
+    left_map = by_sample[: 2 * lpad + rpad]
+    right_map = by_sample[(w - right) * channels :]
+    return rows, const_row, left_map, right_map, lpad, rpad, cval, saved
+
+
+def redirect_overwritten(src, rows, kh, n_strips):
+    """``rows`` (padded row -> image row) with every row that may be overwritten before some
+    strip reads it sent to a saved copy (see :func:`edge_maps`); and that copy."""
+    h = src.shape[0]
+    bounds = [s * h // n_strips for s in range(n_strips + 1)]
+    owner = np.repeat(np.arange(n_strips), np.diff(bounds))
+    unsafe = np.zeros(len(rows), dtype=bool)
+    for s in range(n_strips):
+        r0, r1 = bounds[s], bounds[s + 1]
+        p = np.arange(r0, r1 + kh - 1)
+        q = rows[p]
+        read_at = np.maximum(r0, p - (kh - 1))
+        # Safe: the row is this strip's, and its output row is written at the read or later.
+        safe = (q < 0) | ((owner[np.maximum(q, 0)] == s) & (q >= read_at))
+        unsafe[p[~safe]] = True
+    moved = np.flatnonzero(unsafe)
+    saved = src[rows[moved]]
+    rows = rows.copy()
+    rows[moved] = -2 - np.arange(len(moved))
+    return rows, saved

@@ -166,9 +166,8 @@ def one_malloc_arena() -> bool:
 
     glibc gives each thread its own arena and keeps what a thread frees there for that
     thread: a photo's pixels freed on one worker thread are not reused by the other, so each
-    arena grows to the largest photos it has seen and a thread-pool batch's peak grew batch
-    after batch (dask's Gaussian batch of 200 photos: 199, 236, 271, 296 MB in four runs in
-    one process; with one arena 190-199 MB, at the same speed). Python objects come from
+    arena grows to the largest photos it has seen and a thread-pool batch's peak grows batch
+    after batch. Python objects come from
     Python's own allocator, so the threads rarely call malloc and one arena costs no waiting.
     A ``MALLOC_ARENA_MAX`` in the environment is the user's choice and is left alone; other
     C libraries than glibc have no arenas to limit.

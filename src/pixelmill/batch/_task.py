@@ -14,7 +14,7 @@ import numpy as np
 from ..engines import make_engine
 from ..errors import InvalidImageError, PixelmillError
 from ..io import EXTENSION_FORMATS, read_image, write_image
-from ..ops import Operation, to_dtype
+from ..ops import Operation, fuse_policy, to_dtype
 from ._manifest import record as _record
 from ._settings import RunSettings
 
@@ -112,18 +112,18 @@ def close_inner_engines() -> None:
 def _apply_bank(engine, ops: list[Operation], image, s: RunSettings):
     """Run ``ops`` on the colour channels; alpha is carried through untouched."""
     color = image.color
-    # Per-pixel policies run fused with the filter, tile by tile: no full-size float result.
-    ops = [op.with_policy(s.policy or op.default_policy) for op in ops]
-    outputs = []
+    planned = [fuse_policy(op, s.policy or op.default_policy, color.dtype) for op in ops]
+    ops = [op for op, _ in planned]
     if len(ops) == 1 and _can_overwrite(color, ops[0].out_dtype(color.dtype)):
         # One op: write its result over the decoded pixels, which nothing else reads. The
         # image is then held once: engines write it band by band, or (numba) row by row.
         results = [engine.run(ops[0], color, border=s.border, cval=s.cval, out=color)]
     else:
         results = engine.run_many(ops, color, border=s.border, cval=s.cval)
-    for op, result in zip(ops, results):
-        if result.dtype != color.dtype:
-            result = to_dtype(result, color.dtype, policy=s.policy or op.default_policy)
+    outputs = []
+    for (_, after), result in zip(planned, results):
+        if after is not None:
+            result = to_dtype(result, color.dtype, policy=after)
         outputs.append(image.with_color(result))
     return outputs
 

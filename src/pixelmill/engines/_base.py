@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, as_completed, wait
 from typing import ClassVar
 
 import numpy as np
@@ -12,11 +13,9 @@ from ..ops import Operation
 from ..ops._scratch import scratch
 
 #: Rows of this many bytes (padded) per worker at a time when a result is written over its
-#: image. A band's float work arrays (4x its bytes for 8-bit images) then stay in cache, and
-#: freed they leave little in malloc's arenas. A 200-photo Gaussian batch on 2 threads of
-#: the numpy engine, alternated: 1 MB bands 6.1-7.8 s and 187-205 MB peak, 4 MB bands
-#: 7.7-10.0 s and 256-288 MB. A parallel engine splits each band among its workers, so its
-#: bands grow with them: one 24 MP image on 2 threads, 1 MB bands were slower than 2 or 4.
+#: image: small enough that a band's float work arrays (4x its bytes for 8-bit images) stay in
+#: cache and, freed, leave little in malloc's arenas. A parallel engine splits each band among
+#: its workers, so its bands grow with them (each worker's share stays this size).
 BAND_BYTES = 1 << 20
 
 
@@ -48,8 +47,6 @@ class Engine:
     flavour: ClassVar[str] = "numpy"
     #: True when the engine runs work in parallel (workers matter).
     parallel: ClassVar[bool] = False
-    #: True when one image is split into tiles.
-    tiled: ClassVar[bool] = False
 
     def __init__(self, workers: int | None = None, tile_shape: tuple[int, int] | None = None):
         self.workers = usable_cores() if workers is None else int(workers)
@@ -90,27 +87,14 @@ class Engine:
         return out
 
     def _run_in_bands(self, op: Operation, image: np.ndarray, border: str, cval: float, dtype) -> bool:
-        """``op``'s result written over ``image`` without a padded copy of the whole image.
-
-        Band by band of :data:`BAND_BYTES` per worker: the band's rows and halo are padded (a small
-        copy), computed into a buffer, and the buffer is copied over the image one band later,
-        once the next band, the last to read those rows, has been padded. Rows a mirrored
-        border reads lie within a halo of the edges, so they are still the input when read;
-        a ``wrap`` border's last bands read the first rows, so it pads the whole image
-        instead. False (nothing done) when the image is a single band, has no halo, or wraps.
-        """
-        top, bottom, left, right = op.halo
-        if not (top or bottom) or border == "wrap" or image.ndim < 2:
-            return False
-        h = image.shape[0]
-        rows = max(top + bottom + 1, BAND_BYTES * self.workers // max(1, image[0].size * dtype.itemsize))
-        if h <= rows:
-            return False
-        source = tiling.border_indices(h, top, bottom, border)
+        """``op``'s result written over ``image`` without a padded copy of the whole image:
+        band by band of :data:`BAND_BYTES` per worker (:func:`~pixelmill.tiling.bands_over_image`),
+        each band's rows and halo padded (a small copy) and computed into a buffer, which is
+        copied over the image one band later. False (nothing done) when it cannot go by bands."""
+        rows = tiling.band_rows(image[0].size * dtype.itemsize, op.halo, BAND_BYTES * self.workers)
+        _, _, left, right = op.halo
         pending = None
-        for k, first in enumerate(range(0, h, rows)):
-            n = min(rows, h - first)
-            taken = source[first : first + n + top + bottom]
+        for k, (first, n, taken) in enumerate(tiling.bands_over_image(image.shape[0], op.halo, border, rows)):
             band = image[np.maximum(taken, 0)].astype(dtype, copy=False)
             if border == "constant":
                 band[taken < 0] = cval
@@ -121,6 +105,8 @@ class Engine:
             if pending is not None:
                 image[pending[0] : pending[0] + len(pending[1])] = pending[1]
             pending = (first, result)
+        if pending is None:
+            return False
         image[pending[0] : pending[0] + len(pending[1])] = pending[1]
         return True
 
@@ -157,3 +143,72 @@ class Engine:
     def tiles_for(self, shape: tuple[int, ...], itemsize: int) -> list[tiling.Tile]:
         tile_shape = self.tile_shape or tiling.auto_tile_shape(shape, self.workers, itemsize)
         return tiling.plan_tiles(shape, tile_shape)
+
+
+# -- pieces every pool-based engine shares ------------------------------------------------------
+
+#: At most this many tasks (per operation, per worker) are sent to a process pool: tiny tiles
+#: (say 1 x 1) are grouped so that pickling and IPC do not dominate; auto-planned tiles are
+#: already about one per task.
+TASKS_PER_WORKER = 4
+
+
+
+
+def compute_tiles(op: Operation, padded: np.ndarray, out: np.ndarray, tiles, flavour: str) -> None:
+    """Compute ``tiles`` (:class:`~pixelmill.tiling.Tile` or ``(r0, r1, c0, c1)``) of ``out``.
+
+    Each tile reads its own block of the padded input (tile plus halo) and writes its own part
+    of ``out``; tiles never overlap, so they can run in any order and on any worker.
+    """
+    halo = op.halo
+    for tile in tiles:
+        if not isinstance(tile, tiling.Tile):
+            tile = tiling.Tile(*tile)
+        op.compute(padded[tile.source(halo)], out[tile.out], flavour)
+
+
+def chunked(items: list, parts: int) -> list[list]:
+    """``items`` split into at most ``parts`` contiguous, nearly equal, non-empty lists."""
+    parts = max(1, min(parts, len(items)))
+    size, extra = divmod(len(items), parts)
+    chunks, start = [], 0
+    for k in range(parts):
+        stop = start + size + (k < extra)
+        chunks.append(items[start:stop])
+        start = stop
+    return chunks
+
+
+def gather(futures: list[Future]) -> None:
+    """Wait for every future; on the first error cancel what has not started and re-raise."""
+    try:
+        for future in as_completed(futures):
+            future.result()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+
+
+def unordered_map(executor: Executor, fn, items, in_flight: int):
+    """Yield ``fn(item)`` for each item as each finishes, with at most ``in_flight`` submitted.
+
+    Bounding the in-flight tasks keeps a huge library (a generator of paths) from being
+    materialised as futures all at once. Closing the generator cancels what has not started.
+    """
+    pending: set[Future] = set()
+    try:
+        for item in items:
+            pending.add(executor.submit(fn, item))
+            if len(pending) >= in_flight:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+    finally:
+        for future in pending:
+            future.cancel()

@@ -15,19 +15,17 @@ measures and prints it.
 Candidates are the engines that compute one image in this process or on threads: ``numpy``,
 ``numba`` with 1..N threads, ``threads`` with 2..N workers and two tile sizes. Process pools
 (``processes``, ``joblib``, ``dask``) are not candidates for one image in memory: the image must
-be copied to them and back, and on every machine we measured that costs more than it gains
-(see the ``convolve-speedup`` benchmark). For a library of images the batch layer runs whole
+be copied to them and back, which costs more than it gains on this kind of work (the
+``convolve-speedup`` benchmark shows it). For a library of images the batch layer runs whole
 images on a thread pool instead (:func:`pixelmill.batch.plan_schedule`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import math
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,9 +41,8 @@ __all__ = ["Candidate", "Calibration", "WORK_CLASSES", "SIZES_MP", "work_class",
 
 #: Kinds of work with different costs per pixel and per call.
 WORK_CLASSES = ("invert", "separable", "general", "sobel")
-#: Image sizes timed, in megapixels (RGB uint8, 3:2): from cache-sized to well past the
-#: last-level cache, where memory-bound work changes pace: 24 MP (a large photo, 72 MB) is
-#: past every last-level cache we know, 8 MP (24 MB) is not past a 32 MB one.
+#: Image sizes timed, in megapixels (RGB uint8, 3:2): from cache-sized to past any last-level
+#: cache, where memory-bound work changes pace (24 MP, a large photo, is 72 MB).
 SIZES_MP = (0.02, 0.25, 2.0, 8.0, 24.0)
 #: What :func:`calibrate` measures, in the cache file's key: a new version is measured again
 #: (2: the 24 MP size).
@@ -55,7 +52,6 @@ CALIBRATION_VERSION = 2
 PRUNE_FACTOR = 4.0
 #: ... unless a run at the next size would take less than this anyway: on small images a fixed
 #: cost per call (a thread pool's start) can make a candidate look slow that wins on large ones.
-#: (numba's two threads invert 0.02 MP in 6.6x NumPy's time, and 24 MP in 0.65x.)
 PRUNE_MIN_S = 0.02
 #: Tile sizes tried for the ``threads`` engine, in bytes of output per tile.
 TILE_BYTES = (1 << 20, 4 << 20)
@@ -112,6 +108,8 @@ def work_class(op) -> str:
 
 def _machine() -> dict:
     """What the timings depend on; a change means calibrating again."""
+    import importlib.metadata  # tens of milliseconds: not on `import pixelmill`
+
     from ._base import usable_cores
     from ._registry import available_engines
 
@@ -323,6 +321,8 @@ def numba_startup(runs: int = 2) -> float:
     one that only imports NumPy and pixelmill, the fastest of ``runs`` each, subtracted."""
     first_use = ("import numpy as np\nfrom pixelmill.ops._numba import invert_numba\n"
                  "invert_numba(np.zeros(1, np.uint8), np.empty(1, np.uint8))")
+    import subprocess
+
     times = {}
     for name, code in (("numba", first_use), ("bare", "import numpy, pixelmill")):
         best = math.inf

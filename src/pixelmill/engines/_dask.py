@@ -25,27 +25,6 @@ LOCAL_SCHEDULERS = ("threads", "processes")
 DASK_CHUNK_BYTES = 4 << 20
 
 
-def _axis_chunks(n: int, tile: int, before: int, after: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Output chunks of an axis of length ``n`` and the padded-input chunks that line up with them.
-
-    Input chunk ``j`` holds the padded samples of output chunk ``j``; the first also holds the
-    ``before`` leading halo samples and the last the ``after`` trailing ones. ``map_overlap``
-    with ``depth=(before, after)`` and ``boundary="none"`` then hands block ``j`` exactly its
-    output chunk plus its halo. dask takes an overlap from the *adjacent* block only, so every
-    input chunk must hold at least ``max(before, after)`` samples: tiles are never smaller than
-    the halo, and a too-short last tile is merged into the one before it.
-    """
-    need = max(before, after)
-    size = max(int(tile), need, 1)
-    out = [size] * (n // size) + ([n % size] if n % size else [])
-    if len(out) > 1 and out[-1] + after < need:
-        last = out.pop()
-        out[-1] += last
-    if len(out) == 1:
-        return tuple(out), (before + n + after,)
-    return tuple(out), (before + out[0], *out[1:-1], out[-1] + after)
-
-
 def _compute_block(block: np.ndarray, *, op: Operation, halo, out_dtype, flavour: str) -> np.ndarray:
     # One tile: the block is the tile plus its halo (the border rule was applied once, to the
     # whole image), so the arithmetic per pixel is the untiled computation's.
@@ -127,7 +106,6 @@ class DaskEngine(Engine):
     name = "dask"
     flavour = "numpy"
     parallel = True
-    tiled = True
 
     def __init__(
         self,
@@ -247,8 +225,8 @@ class DaskEngine(Engine):
         tile_shape = self.tile_shape or tiling.auto_tile_shape(
             out.shape, self.workers, padded.dtype.itemsize, target_bytes=DASK_CHUNK_BYTES
         )
-        out_rows, in_rows = _axis_chunks(out.shape[0], tile_shape[0], top, bottom)
-        out_cols, in_cols = _axis_chunks(out.shape[1], tile_shape[1], left, right)
+        out_rows, in_rows = tiling.overlap_chunks(out.shape[0], tile_shape[0], top, bottom)
+        out_cols, in_cols = tiling.overlap_chunks(out.shape[1], tile_shape[1], left, right)
         channels = tuple((c,) for c in padded.shape[2:])  # channels: one chunk
         depth = {0: (top, bottom) if top != bottom else top, 1: (left, right) if left != right else left}
         depth.update({axis: 0 for axis in range(2, padded.ndim)})

@@ -16,9 +16,8 @@ import numpy as np
 
 from ..errors import EngineError
 from ..ops import Operation
-from ._base import Engine
 from ..tiling import bank_layout, window
-from ._threads import TASKS_PER_WORKER, chunked, compute_tiles
+from ._base import TASKS_PER_WORKER, Engine, chunked, compute_tiles
 
 __all__ = ["JoblibEngine"]
 
@@ -96,7 +95,6 @@ class JoblibEngine(Engine):
     name = "joblib"
     flavour = "numpy"
     parallel = True
-    tiled = True
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._base import Engine
+from ._base import Engine, compute_tiles
 
 
 class LoopsEngine(Engine):
@@ -29,9 +29,7 @@ class NumpyEngine(Engine):
     flavour = "numpy"
 
     def execute(self, op, padded, out):
-        if not op.uses_work_arrays:
+        if op.pointwise:
             op.compute(padded, out, self.flavour)
             return
-        from ._threads import compute_tiles
-
         compute_tiles(op, padded, out, self.tiles_for(out.shape, out.dtype.itemsize), self.flavour)

@@ -1,90 +1,17 @@
-"""The ``threads`` engine: tiles of one image on a thread pool (NumPy releases the GIL).
-
-This module also holds the small pieces the other tiled parallel engines (``processes``,
-``joblib``) share: computing a list of tiles and an unordered, bounded ``map`` over an executor. The filter-bank
-layout (one padded input shared by several operations) lives in :mod:`pixelmill.tiling`.
-"""
+"""The ``threads`` engine: tiles of one image on a thread pool (NumPy releases the GIL)."""
 
 from __future__ import annotations
 
 import threading
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .. import tiling
 from ..ops import Operation
-from ._base import Engine
+from ._base import Engine, compute_tiles, gather, unordered_map
 
 __all__ = ["ThreadsEngine"]
-
-#: At most this many tasks (per operation, per worker) are sent to a process pool: tiny tiles
-#: (say 1 x 1) are grouped so that pickling and IPC do not dominate; auto-planned tiles are
-#: already about one per task.
-TASKS_PER_WORKER = 4
-
-
-# -- pieces shared by the tiled parallel engines -----------------------------------------------
-
-
-def compute_tiles(op: Operation, padded: np.ndarray, out: np.ndarray, tiles, flavour: str) -> None:
-    """Compute ``tiles`` (:class:`~pixelmill.tiling.Tile` or ``(r0, r1, c0, c1)``) of ``out``.
-
-    Each tile reads its own block of the padded input (tile plus halo) and writes its own part
-    of ``out``; tiles never overlap, so they can run in any order and on any worker.
-    """
-    halo = op.halo
-    for tile in tiles:
-        if not isinstance(tile, tiling.Tile):
-            tile = tiling.Tile(*tile)
-        op.compute(padded[tile.source(halo)], out[tile.out], flavour)
-
-
-def chunked(items: list, parts: int) -> list[list]:
-    """``items`` split into at most ``parts`` contiguous, nearly equal, non-empty lists."""
-    parts = max(1, min(parts, len(items)))
-    size, extra = divmod(len(items), parts)
-    chunks, start = [], 0
-    for k in range(parts):
-        stop = start + size + (k < extra)
-        chunks.append(items[start:stop])
-        start = stop
-    return chunks
-
-
-def gather(futures: list[Future]) -> None:
-    """Wait for every future; on the first error cancel what has not started and re-raise."""
-    try:
-        for future in as_completed(futures):
-            future.result()
-    except BaseException:
-        for future in futures:
-            future.cancel()
-        raise
-
-
-def unordered_map(executor: Executor, fn, items, in_flight: int):
-    """Yield ``fn(item)`` for each item as each finishes, with at most ``in_flight`` submitted.
-
-    Bounding the in-flight tasks keeps a huge library (a generator of paths) from being
-    materialised as futures all at once. Closing the generator cancels what has not started.
-    """
-    pending: set[Future] = set()
-    try:
-        for item in items:
-            pending.add(executor.submit(fn, item))
-            if len(pending) >= in_flight:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
-    finally:
-        for future in pending:
-            future.cancel()
-
 
 # -- the engine -------------------------------------------------------------------------------
 
@@ -125,7 +52,6 @@ class ThreadsEngine(Engine):
     name = "threads"
     flavour = "numpy"
     parallel = True
-    tiled = True
 
     def __init__(self, workers: int | None = None, tile_shape: tuple[int, int] | None = None):
         super().__init__(workers=workers, tile_shape=tile_shape)

@@ -1,7 +1,7 @@
 """Operations (what to compute) and dtype conversion policies."""
 
 from ._convert import POLICIES, dtype_range, to_dtype
-from ._operations import FLAVOURS, TILEWISE_POLICIES, Filter, Invert, Operation, SobelMagnitude
+from ._operations import FLAVOURS, TILEWISE_POLICIES, Filter, Invert, Operation, SobelMagnitude, fuse_policy
 
 __all__ = [
     "FLAVOURS",
@@ -10,6 +10,7 @@ __all__ = [
     "Filter",
     "SobelMagnitude",
     "TILEWISE_POLICIES",
+    "fuse_policy",
     "POLICIES",
     "dtype_range",
     "to_dtype",

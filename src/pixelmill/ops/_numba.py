@@ -20,8 +20,8 @@ full-size float result is ever made.
 Borders: the separable and Sobel kernels also read an *unpadded* image (``border=``). Padded
 row ``r`` is an image row through a row map (or a row of ``cval``), and the few output samples
 at the left and right edges gather their taps into a small buffer by the border rule
-(:func:`_edges`); every other sample reads the image row in place. So the numba engine makes no
-padded copy of the image for them -- on a 24 MP photo that copy took a fifth of a Gaussian.
+(:func:`pixelmill.tiling.edge_maps`); every other sample reads the image row in place. So the numba engine makes no
+padded copy of the image for them, which on large photos would cost a good part of a Gaussian.
 
 Layout: ``block`` (the padded input) and ``out`` are handled as 2-D ``rows x (W * C)`` views,
 so a tap ``b`` columns to the right is ``b * C`` samples further along the same contiguous row
@@ -45,12 +45,12 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from ..tiling import border_indices
+from ..tiling import edge_maps
 
 __all__ = ["invert_numba", "correlate_numba", "sobel_numba", "store_code"]
 
-# Column-chunk sizes, in samples (W * C units). Measured on AVX2 with 32 KiB L1 / 512 KiB L2
-# per core; results never depend on them (every sample has the same arithmetic).
+# Column-chunk sizes, in samples (W * C units), chosen for cores with 32 KiB of L1 and 512 KiB
+# of L2; results never depend on them (every sample has the same arithmetic).
 
 #: General path: a float64 accumulator of this length (16 KiB, stays in L1) per thread, and
 #: ``kh`` input rows of about this length, reused by consecutive output rows.
@@ -404,7 +404,7 @@ def _column_store_as(ring, top, weights, out, m, store, lo, hi, mid):
 @_jit_serial
 def _ring_row(image, edges, r, c0, m, weights, step, dst, seg):
     """Row pass of padded input row ``r`` into ``dst[:m]``, for outputs ``c0 .. c0 + m - 1``
-    (samples), reading ``image`` through ``edges`` (see :func:`_edges`). Outputs whose taps
+    (samples), reading ``image`` through ``edges`` (see :func:`pixelmill.tiling.edge_maps`). Outputs whose taps
     all fall inside the image read it directly; the few at the left and right borders read
     their taps gathered into ``seg`` (scratch) by the border rule."""
     rows_map, const_row, left_map, right_map, lpad, rpad, cval, saved = edges
@@ -600,7 +600,7 @@ def correlate_numba(
     out : ndarray
         H x W [x C], written in place: float32, or the dtype ``store`` converts to. It must
         not overlap an unpadded ``block``, unless it is that very array (the result is then
-        written over the image as the kernels go, see :func:`_edges`).
+        written over the image as the kernels go, see :func:`pixelmill.tiling.edge_maps`).
     factors : (ndarray, ndarray), optional
         ``(column, row)`` with ``outer(column, row) == weights``: run as a row pass then a
         column pass in float32. Without it, each output sample accumulates in float64.
@@ -655,74 +655,12 @@ def _separable_layout(src, dst, channels: int, border, kh: int, rings: int) -> t
     """``(edges, strips, chunk)`` for the separable kernels, which keep ``rings`` rings of
     ``kh`` float32 rows per thread. Written over ``src`` itself, a row is read whole before
     its output row is written: one chunk the width of the row, and the rows read after being
-    overwritten kept aside (:func:`_edges`)."""
+    overwritten kept aside (:func:`pixelmill.tiling.edge_maps`)."""
     n_strips = _strips(dst.shape[0], kh)
     in_place = _same(src, dst)
-    edges = _edges(src, channels, border, kh, n_strips if in_place else 0)
+    edges = edge_maps(src, channels, border, kh, n_strips if in_place else 0)
     chunk = src.shape[1] if in_place else _even_chunk(src.shape[1], RING_BYTES // (rings * kh * 4))
     return edges, n_strips, chunk
-
-
-def _edges(src: np.ndarray, channels: int, border, kh: int = 1, in_place_strips: int = 0) -> tuple:
-    """How :func:`_ring_row` finds padded row ``r``, column sample ``p`` in ``src`` (2-D, rows x
-    samples): ``(rows_map, const_row, left_map, right_map, lpad, rpad, cval, saved)``.
-
-    ``rows_map[r]`` is a row of ``src``, or -1: ``const_row`` (all ``cval``), or ``-2 - k``:
-    ``saved[k]``; the first ``lpad`` and last ``rpad`` output samples of a row read their taps
-    through ``left_map`` / ``right_map`` (a sample of the row, or -1: ``cval``). A padded
-    ``src`` (``border`` None) is read as it is: every row is its own, no border samples.
-
-    ``in_place_strips``: the result is written over ``src`` by that many strips (one chunk
-    the width of the row, so a row is read whole before its output row is written). A strip
-    reads padded row ``r`` just before writing output row ``r - kh + 1`` (its first rows at
-    its start); the image row behind it is still the input then only if the same strip
-    writes it, and not earlier. The other rows (halos shared with the next strip, mirrored
-    and wrapped rows) are read from ``saved``, copied beforehand: a few rows per strip."""
-    samples = np.empty(0, dtype=np.int64)
-    none_saved = src[:0]
-    if border is None:
-        rows = np.arange(src.shape[0], dtype=np.int64)
-        return rows, src[0, :0], samples, samples, 0, 0, src.dtype.type(0), none_saved
-    (top, bottom, left, right), mode, cval = border
-    h, n = src.shape
-    w = n // channels
-    if w <= left + right:
-        raise ValueError(f"an unpadded block needs more columns than the halo's {left + right}, not {w}")
-    rows = border_indices(h, top, bottom, mode)
-    saved = none_saved
-    if in_place_strips:
-        rows, saved = _redirect_overwritten(src, rows, kh, in_place_strips)
-    cols = border_indices(w, left, right, mode)
-    # Per sample: column index * channels + channel, or -1 (constant) for every channel.
-    by_sample = np.where(cols[:, None] >= 0, cols[:, None] * channels + np.arange(channels), -1).ravel()
-    cval = src.dtype.type(cval)
-    const_row = np.full(n if mode == "constant" else 0, cval, dtype=src.dtype)
-    lpad, rpad = left * channels, right * channels
-    left_map = by_sample[: 2 * lpad + rpad]
-    right_map = by_sample[(w - right) * channels :]
-    return rows, const_row, left_map, right_map, lpad, rpad, cval, saved
-
-
-def _redirect_overwritten(src, rows, kh, n_strips):
-    """``rows`` (padded row -> image row) with every row that may be overwritten before some
-    strip reads it sent to a saved copy (see :func:`_edges`); and that copy."""
-    h = src.shape[0]
-    bounds = [s * h // n_strips for s in range(n_strips + 1)]
-    owner = np.repeat(np.arange(n_strips), np.diff(bounds))
-    unsafe = np.zeros(len(rows), dtype=bool)
-    for s in range(n_strips):
-        r0, r1 = bounds[s], bounds[s + 1]
-        p = np.arange(r0, r1 + kh - 1)
-        q = rows[p]
-        read_at = np.maximum(r0, p - (kh - 1))
-        # Safe: the row is this strip's, and its output row is written at the read or later.
-        safe = (q < 0) | ((owner[np.maximum(q, 0)] == s) & (q >= read_at))
-        unsafe[p[~safe]] = True
-    moved = np.flatnonzero(unsafe)
-    saved = src[rows[moved]]
-    rows = rows.copy()
-    rows[moved] = -2 - np.arange(len(moved))
-    return rows, saved
 
 
 def _same(src: np.ndarray, dst: np.ndarray) -> bool:

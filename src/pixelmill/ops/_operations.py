@@ -20,7 +20,7 @@ from ._correlate import correlate_loops, correlate_numpy
 from ._invert import invert_loops, invert_numpy
 from ._scratch import scratch
 
-__all__ = ["Operation", "Invert", "Filter", "SobelMagnitude", "FLAVOURS", "TILEWISE_POLICIES"]
+__all__ = ["Operation", "Invert", "Filter", "SobelMagnitude", "FLAVOURS", "TILEWISE_POLICIES", "fuse_policy"]
 
 FLAVOURS = ("python", "numpy", "numba")
 
@@ -33,9 +33,9 @@ class Operation:
     halo: tuple[int, int, int, int] = (0, 0, 0, 0)
     #: Policy used to convert the float result back to the image dtype (None: no conversion).
     default_policy: str | None = None
-    #: True when :meth:`compute` needs work arrays the size of its block (float copies, sums),
-    #: which a serial engine keeps small and warm by computing strips of rows.
-    uses_work_arrays: bool = True
+    #: True when each output sample depends on its own input sample only, in the image dtype
+    #: (no halo, no float work arrays): any split of the image gives nothing but more calls.
+    pointwise: bool = False
 
     def work_dtype(self, dtype: np.dtype, flavour: str) -> np.dtype:
         """dtype of the padded input handed to :meth:`compute`."""
@@ -48,14 +48,10 @@ class Operation:
         """Write the result for the padded ``block`` into ``out`` (shape: block minus halo)."""
         raise NotImplementedError
 
-    def reads_unpadded(self, image: np.ndarray, out_dtype, border: str, cval: float, flavour: str) -> bool:
-        """True when :meth:`compute_unpadded` can run for these arguments."""
-        return False
-
     def compute_unpadded(self, image: np.ndarray, out: np.ndarray, border: str, cval: float, flavour: str) -> bool:
         """Write the result for the *unpadded* ``image`` into ``out``, reading the samples
         outside it by the border rule in place of a padded copy; False when this operation
-        cannot for these arguments (:meth:`reads_unpadded`), and the caller pads. ``out``
+        cannot for these arguments, and the caller pads. ``out``
         must not overlap ``image``, unless it is ``image`` itself."""
         return False
 
@@ -70,17 +66,20 @@ class Invert(Operation):
     """Photographic negative; see :func:`pixelmill.invert` for the dtype rules."""
 
     label: str = "invert"
-    uses_work_arrays = False
+    pointwise = True
 
     def compute(self, block, out, flavour):
-        if flavour == "python":
-            invert_loops(block, out)
-        elif flavour == "numba":
-            from ._numba import invert_numba
+        _INVERT[flavour]()(block, out)
 
-            invert_numba(block, out)
-        else:
-            invert_numpy(block, out)
+
+def _invert_numba():
+    from ._numba import invert_numba
+
+    return invert_numba
+
+
+#: The implementation of each flavour (the numba one imported on first use).
+_INVERT = {"python": lambda: invert_loops, "numpy": lambda: invert_numpy, "numba": _invert_numba}
 
 
 def _float_work_dtype(flavour: str) -> np.dtype:
@@ -92,6 +91,28 @@ def _float_work_dtype(flavour: str) -> np.dtype:
 #: filter: no full-size float image is ever needed. ``normalize`` needs the whole result's
 #: range and ``float32`` keeps it, so those return the float result.
 TILEWISE_POLICIES = ("clip", "abs", "shift")
+
+
+def fuse_policy(op: Operation, policy: str | None, dtype) -> tuple[Operation, str | None]:
+    """``(operation to run, policy left for its result)``: the one rule for converting a result
+    back to the image ``dtype``.
+
+    Per-pixel policies (:data:`TILEWISE_POLICIES`) are fused into a filter, which then converts
+    tile by tile and never makes a full-size float result; ``normalize`` needs the whole
+    result's range, so it is left for :func:`~pixelmill.ops.to_dtype` afterwards. ``None`` and
+    ``float32`` keep the float result; an operation whose result already has ``dtype``
+    (inversion) needs nothing.
+
+    >>> from pixelmill import kernels
+    >>> fuse_policy(Filter(kernels.get("gaussian")), "clip", np.uint8)[0].policy
+    'clip'
+    >>> fuse_policy(Filter(kernels.get("gaussian")), "normalize", np.uint8)[1]
+    'normalize'
+    """
+    if policy is None or policy == "float32":
+        return op, None
+    fused = op.with_policy(policy)
+    return fused, (None if fused.out_dtype(dtype) == np.dtype(dtype) else policy)
 
 
 class _FloatFilter(Operation):
@@ -133,9 +154,6 @@ class _FloatFilter(Operation):
         self.compute_float(block, result, flavour)
         convert_into(result, out, self.policy)
 
-    def reads_unpadded(self, image, out_dtype, border, cval, flavour):
-        return self._unpadded_store(image, out_dtype, border, cval, flavour) is not None
-
     def compute_unpadded(self, image, out, border, cval, flavour):
         store = self._unpadded_store(image, out.dtype, border, cval, flavour)
         if store is None:
@@ -146,12 +164,10 @@ class _FloatFilter(Operation):
     def _unpadded_store(self, image, out_dtype, border, cval, flavour):
         """The numba store code when the kernels can read ``image`` unpadded, else None."""
         # The numba kernels that store the image dtype themselves can read the border in
-        # place (separable filters and Sobel): a 24 MP photo then needs no padded copy (a
-        # fifth of a Gaussian's time).
+        # place (separable filters and Sobel): the image then needs no padded copy.
         if flavour != "numba" or image.ndim not in (2, 3) or not self._separable():
             return None
-        top, bottom, left, right = self.halo
-        if image.shape[1] <= left + right or tiling.pad_dtype(image.dtype, np.float32, border, cval) != image.dtype:
+        if not tiling.readable_in_place(image, self.halo, border, cval):
             return None
         from ._numba import store_code
 
@@ -218,14 +234,21 @@ class Filter(_FloatFilter):
 
     def compute_float(self, block, out, flavour):
         k = self.effective_kernel
-        if flavour == "python":
-            correlate_loops(block, k.weights, out)
-        elif flavour == "numba":
-            from ._numba import correlate_numba
+        _CORRELATE[flavour]()(block, k.weights, out, k.factors)
 
-            correlate_numba(block, k.weights, out, k.factors)
-        else:
-            correlate_numpy(block, k.weights, out, k.factors)
+
+def _correlate_numba():
+    from ._numba import correlate_numba
+
+    return correlate_numba
+
+
+#: The float correlation of each flavour, called as ``fn(block, weights, out, factors)``.
+_CORRELATE = {
+    "python": lambda: lambda block, weights, out, factors: correlate_loops(block, weights, out),
+    "numpy": lambda: correlate_numpy,
+    "numba": _correlate_numba,
+}
 
 
 _SOBEL_X = Filter(_kernels.get("sobel-x"))

@@ -1,7 +1,7 @@
 """Contact sheet: one PNG showing every input beside its outputs, with captions.
 
 ``pixelmill sheet OUTDIR`` (and ``pixelmill run --sheet``) reads ``OUTDIR/manifest.json``,
-written by the batch layer, and draws a grid like the before/after figures of a study:
+written by the batch layer, and draws a before/after grid:
 one row per input image (the original, then one cell per operation), a header row naming
 the columns, each cell a thumbnail with its file name, WxH, file size and operation label.
 Failed items show their error text instead of a thumbnail.
