@@ -128,16 +128,29 @@ def run_batch(inputs, outdir, settings: RunSettings, *, progress=None, notify=No
     outdir = Path(outdir)
     check_outdir(outdir, inputs)
     files, ignored = discover(inputs)
+    _check_no_input_overwritten(files, outdir, s)  # before OUTDIR (maybe an input's folder) is touched
     prepare_outdir(outdir)
     with outdir_lock(outdir, wait=wait), _sigterm_as_interrupt():
         remove_stale_temporaries(outdir)
         return _run_locked(files, ignored, outdir, s, progress, notify)
 
 
+def _check_no_input_overwritten(files, outdir: Path, s: RunSettings) -> None:
+    realpath = RealPaths()
+    input_reals = {realpath(p) for p, _ in files}
+    several = len(s.ops) > 1
+    for path, rel in files:
+        for op in s.ops:
+            out, _ = output_path(outdir, rel, op, several, s.format)
+            if realpath(out) in input_reals:
+                raise UnsafeOutputError(
+                    f"output {str(out)!r} would overwrite the input {str(path)!r}; choose another output folder"
+                )
+
+
 def _run_locked(files, ignored, outdir: Path, s: RunSettings, progress, notify) -> BatchResult:
     realpath = RealPaths()
     out_real = os.path.realpath(outdir)
-    input_reals = {realpath(p) for p, _ in files}
     several = len(s.ops) > 1
     journal = load_journal(outdir)
     previous = {} if s.overwrite else journal
@@ -154,10 +167,6 @@ def _run_locked(files, ignored, outdir: Path, s: RunSettings, progress, notify) 
         steps = []
         for op in s.ops:
             out, rel_out = output_path(outdir, rel, op, several, s.format)
-            if realpath(out) in input_reals:
-                raise UnsafeOutputError(
-                    f"output {str(out)!r} would overwrite the input {str(path)!r}; choose another output folder"
-                )
             step = Step(op, str(out), output_key(signature, s.fingerprint(op)), rel_out)
             if rel_out in claimed:
                 result.items.append(record(path, step, "failed",
