@@ -35,7 +35,7 @@ def test_atomic_write_is_durable_by_default(tmp_path, fsynced):
     io.atomic_write(target, lambda fh: fh.write(b"x" * 1000))
     assert target.read_bytes() == b"x" * 1000
     # The file (under its temporary name, before the rename) and then its folder.
-    assert len(fsynced) == 2 and Path(fsynced[0]).name.startswith(".a.bin.") and fsynced[1] == str(tmp_path)
+    assert len(fsynced) == 2 and Path(fsynced[0]).name.startswith(".pixelmill-") and fsynced[1] == str(tmp_path)
 
 
 def test_deferred_write_is_atomic_but_does_not_wait(tmp_path, fsynced):

@@ -600,7 +600,7 @@ def test_failed_pillow_encode_leaves_nothing_behind(tmp_path, rng, monkeypatch, 
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_image(target, u8(rng, 3))
     tmp_names = [n for n in seen if n != "x.png"]
-    assert len(tmp_names) == 1 and tmp_names[0].startswith(".x.png.") and ".tmp" in tmp_names[0]
+    assert len(tmp_names) == 1 and tmp_names[0].startswith(".pixelmill-") and tmp_names[0].endswith(".tmp")
     assert _listing(folder) == (["x.png"] if existing else [])
     if existing:
         assert sha(target) == before

@@ -8,7 +8,11 @@ array([255, 254, 253, 252], dtype=uint8)
 (3, 4)
 """
 
-from . import kernels
+from ._cache import ensure_numba_cache
+
+ensure_numba_cache()  # before numba loads: a read-only install still compiles its kernels
+
+from . import kernels  # noqa: E402
 from ._api import convolve, correlate, invert, sobel
 from .engines import available_engines
 from .errors import (

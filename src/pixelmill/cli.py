@@ -1,7 +1,9 @@
 """The command line: a thin layer that maps options onto library calls.
 
-Exit codes: 0 all items done or skipped; 1 some items failed (the rest still done);
-2 a usage error (bad option, missing input, unsafe output folder).
+Exit codes: 0 all items done or skipped; 1 some items failed or were not done (the rest still
+done), or the manifest could not be written; 2 a usage error (bad option, missing input, unsafe,
+unwritable or busy output folder, unreachable scheduler); 130 interrupted by Ctrl-C (SIGINT),
+143 by SIGTERM (the manifest of what was done is written).
 """
 
 from __future__ import annotations
@@ -66,12 +68,16 @@ def main():
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Refuse images with more pixels than this (decompression-bomb guard).")
 @click.option("--tile-size", default=None, help="Tile size ROWSxCOLS for tiled engines [default: automatic].")
-@click.option("--scheduler", default=None, help="Address of a running Dask distributed scheduler (with --engine dask).")
+@click.option("--scheduler", default=None,
+              help="Address of a running Dask distributed scheduler (runs on the cluster with engine dask).")
+@click.option("--scheduler-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds to wait for --scheduler to answer.")
+@click.option("--wait", is_flag=True, help="If another run is writing into OUTDIR, wait for it instead of failing.")
 @click.option("--sheet", is_flag=True, help="Also write OUTDIR/contact-sheet.png.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality, overwrite, max_pixels,
-        tile_size, scheduler, sheet, quiet, as_json):
+        tile_size, scheduler, scheduler_timeout, wait, sheet, quiet, as_json):
     """Apply OPs to every image under INPUTS, writing into OUTDIR with a manifest.json."""
     from ._opspec import parse_op
     from ._progress import make_progress
@@ -92,11 +98,17 @@ def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality
             overwrite=overwrite,
             tile_shape=_tile_shape(tile_size),
             scheduler=scheduler,
+            scheduler_timeout=scheduler_timeout,
         )
         with make_progress("pixelmill run", quiet=quiet or as_json) as progress:
-            result = run_batch(list(inputs), outdir, settings, progress=progress, notify=progress.note)
+            result = run_batch(list(inputs), outdir, settings, progress=progress, notify=progress.note, wait=wait)
     except PixelmillError as exc:
         _fail(str(exc))
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: 128 + the signal, as shells expect
+        _interrupted(exc)
+    except OSError as exc:  # not a usage error, but never a traceback
+        click.echo(f"pixelmill: error: {exc}", err=True)
+        sys.exit(1)
     summary = result.summary
     if sheet:
         from .tools import write_contact_sheet
@@ -113,10 +125,31 @@ def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality
             f" (ignored {summary['ignored_non_images']} non-image files) in {summary['seconds']:.1f} s"
             + (f", {summary['megapixels_per_second']:.1f} MP/s" if summary["megapixels_per_second"] else "")
         )
-        click.echo(f"manifest: {summary['manifest']}")
+        if not result.manifest_error:
+            click.echo(f"manifest: {summary['manifest']}")
         if sheet:
             click.echo(f"contact sheet: {summary['contact_sheet']}")
+    if result.stopped:
+        click.echo(f"pixelmill: stopped: {result.stopped}", err=True)
+    if result.manifest_error:
+        click.echo(f"pixelmill: error: {result.manifest_error}", err=True)
     sys.exit(result.exit_code)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> "NoReturn":  # noqa: F821
+    import signal
+
+    signum = getattr(exc, "signal", signal.SIGINT)
+    result = getattr(exc, "result", None)
+    if result is None:
+        written = "before any work"
+    elif getattr(exc, "manifest_error", None):
+        written = exc.manifest_error
+    else:
+        written = (f"{result.count('done')} done, {result.count('not_done')} not done; "
+                   f"manifest: {result.summary['manifest']}")
+    click.echo(f"pixelmill: interrupted by {signal.Signals(signum).name}: {written}", err=True)
+    sys.exit(128 + signum)
 
 
 @main.command("kernels")

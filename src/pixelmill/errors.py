@@ -17,6 +17,8 @@ __all__ = [
     "UnsafeOutputError",
     "ClusterConnectionError",
     "EngineError",
+    "OutputFolderBusyError",
+    "BatchInterrupted",
 ]
 
 
@@ -58,3 +60,22 @@ class ClusterConnectionError(PixelmillError, ConnectionError):
 
 class EngineError(PixelmillError, RuntimeError):
     """An engine could not finish its work (a worker process died, a pool broke)."""
+
+
+class OutputFolderBusyError(PixelmillError, RuntimeError):
+    """Another run holds the output folder's lock (the message names its pid)."""
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """A batch stopped by SIGINT or SIGTERM, after writing the manifest of what it did.
+
+    A :class:`KeyboardInterrupt`, so code that stops on Ctrl-C still does; ``signal`` is the
+    signal's number, ``result`` the :class:`~pixelmill.batch.BatchResult` so far (finished items,
+    and the rest as ``not_done``), ``manifest_error`` why the manifest could not be written, or None.
+    """
+
+    def __init__(self, signal: int, result, manifest_error: str | None = None):
+        super().__init__(signal)
+        self.signal = signal
+        self.result = result
+        self.manifest_error = manifest_error

@@ -310,6 +310,30 @@ def _is_float(value: str) -> bool:
     return True
 
 
+def _check_npy_header(path: Path) -> None:
+    """Refuse a ``.npy`` file whose header claims a shape no kernel may have, before loading
+    it: ``np.load`` would allocate what the header says (a 100000 x 100000 header: 74.5 GiB)."""
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as fh:
+            version = fmt.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = fmt.read_array_header_2_0(fh)
+            else:  # 3.0: a UTF-8 header, read by the same private reader np.load uses
+                shape, _, dtype = fmt._read_array_header(fh, version)
+    except (ValueError, OSError, SyntaxError, TypeError) as exc:
+        raise InvalidKernelError(f"kernel file {str(path)!r} is not a valid .npy array: {exc}") from None
+    if len(shape) not in (1, 2) or max(shape, default=0) > MAX_KERNEL_SIDE:
+        raise InvalidKernelError(
+            f"kernel file {str(path)!r} holds an array of shape {tuple(shape)!r}; a kernel is 1-D or 2-D "
+            f"with at most {MAX_KERNEL_SIDE} a side"
+        )
+    if dtype.hasobject:
+        raise InvalidKernelError(f"kernel file {str(path)!r} holds Python objects, not numbers")
+
+
 def from_file(path, *, normalize: bool = False) -> Kernel:
     """A kernel from a ``.txt``/``.csv`` text file or a ``.npy`` array (loaded without pickle).
 
@@ -324,6 +348,7 @@ def from_file(path, *, normalize: bool = False) -> Kernel:
         raise InvalidKernelError(f"kernel file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".npy":
+        _check_npy_header(path)
         try:
             arr = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as exc:

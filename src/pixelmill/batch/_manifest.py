@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from .._version import __version__
@@ -12,6 +14,7 @@ from ..errors import InvalidParameterError
 from .._files import atomic_write
 
 __all__ = ["MANIFEST_NAME", "JOURNAL_NAME", "MANIFEST_VERSION", "check_manifest", "write_manifest", "read_manifest", "load_journal", "is_up_to_date",
+           "Journal", "earlier_outputs", "open_journal",
            "output_key", "input_signature", "record"]
 
 MANIFEST_NAME = "manifest.json"
@@ -29,21 +32,96 @@ def output_key(input_sig: str, fingerprint: str) -> str:
     return hashlib.sha256(f"{input_sig}|{fingerprint}".encode()).hexdigest()[:32]
 
 
-def load_journal(outdir: Path) -> dict[str, dict]:
-    """Latest journal record per output path (relative)."""
-    records: dict[str, dict] = {}
+class Journal(dict):
+    """The latest record per output path (relative), and ``ignored``: how many lines were not
+    records (cut short by a kill, not UTF-8, not JSON, or fields of the wrong type)."""
+
+    ignored: int = 0
+
+
+#: The fields a journal record must have, and their types: anything else is not trusted.
+_RECORD_FIELDS = {"input": str, "output": str, "key": str, "status": str, "op": str}
+
+
+def _valid_record(rec) -> bool:
+    if not isinstance(rec, dict):
+        return False
+    if not all(isinstance(rec.get(k), t) for k, t in _RECORD_FIELDS.items()):
+        return False
+    size = rec.get("size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        return False
+    return isinstance(rec.get("timings", {}), dict)
+
+
+def load_journal(outdir: Path) -> Journal:
+    """Latest journal record per output path (relative); a line that is not a valid record is
+    skipped and counted (``Journal.ignored``), never an error: a rerun then redoes that output."""
+    records = Journal()
     journal = outdir / JOURNAL_NAME
-    if not journal.exists():
+    try:
+        fh = open(journal, "rb")
+    except FileNotFoundError:
         return records
-    with open(journal, encoding="utf-8") as fh:
-        for line in fh:
+    except OSError:
+        return records  # unreadable: everything is redone
+    with fh:
+        for raw in fh:
+            if not raw.strip():
+                continue
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
-            if isinstance(rec, dict) and "output" in rec:
-                records[rec["output"]] = rec
+                rec = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                records.ignored += 1  # cut short by a kill, or damaged
+                continue
+            if not _valid_record(rec):
+                records.ignored += 1
+                continue
+            records[rec["output"]] = rec
     return records
+
+
+@contextmanager
+def open_journal(outdir: Path):
+    """Yield ``append(records)``: each call appends one line per record, written straight to
+    the file (no buffer to lose or to fail again at close). Opened without following a
+    symlink; a last line cut short by a kill is ended first, so the next record starts a line.
+    An ``OSError`` from ``append`` (a full disk) leaves at most a partial last line, which
+    :func:`load_journal` skips."""
+    path = outdir / JOURNAL_NAME
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            os.write(fd, b"\n")
+
+        def append(records) -> None:
+            data = "".join(json.dumps(rec) + "\n" for rec in records).encode("utf-8")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+
+        yield append
+    finally:
+        os.close(fd)
+
+
+def earlier_outputs(outdir: Path, journal: dict, current: set[str]) -> list[dict]:
+    """Journal records of outputs an earlier run wrote into ``outdir`` that this run did not
+    touch (``current``: this run's output paths) and that are still there, complete: the
+    manifest lists them too (status ``done``, ``"earlier_run": true``), so it describes every
+    output pixelmill wrote in the folder, not only the last run's."""
+    found = []
+    for rel, rec in journal.items():
+        if rel in current or rec.get("status") != "done":
+            continue
+        try:
+            complete = (outdir / rel).stat().st_size == rec.get("size")
+        except (OSError, ValueError):
+            complete = False
+        if complete:
+            found.append(dict(rec, earlier_run=True, timings={}))
+    return found
 
 
 def is_up_to_date(outdir: Path, rel_output: str, key: str, journal: dict[str, dict]) -> bool:
@@ -73,6 +151,9 @@ def write_manifest(result, s) -> Path:
     """Write ``manifest.json`` atomically; items sorted by input then op order."""
     order = {op.label: i for i, op in enumerate(s.ops)}
     items = sorted(result.items, key=lambda r: (r["input"], order.get(r["op"], 0)))
+    # Outputs of earlier runs into this folder, still there: before this run's items (a reader
+    # that keeps the last item per input and op then sees this run's).
+    items = sorted(getattr(result, "earlier", []), key=lambda r: (r["input"], r["output"])) + items
     manifest = {
         "version": MANIFEST_VERSION,
         "pixelmill": __version__,

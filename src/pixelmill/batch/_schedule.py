@@ -14,7 +14,7 @@ from typing import NamedTuple
 from ..engines import Candidate, get_engine_class, load_calibration, usable_cores
 from ..engines._auto import AutoEngine
 
-__all__ = ["Schedule", "plan_schedule", "plan_batch", "start_pays_off"]
+__all__ = ["Schedule", "plan_schedule", "plan_run", "cap_workers", "plan_batch", "start_pays_off"]
 
 
 class Schedule(NamedTuple):
@@ -30,6 +30,64 @@ class Schedule(NamedTuple):
                 "within_image": {"engine": self.within, "workers": self.within_workers}}
 
 
+def plan_run(settings, n_images: int, *, notify=None) -> tuple[Schedule, list[str]]:
+    """:func:`plan_schedule` for a run, after lowering the workers to what the machine holds
+    (:func:`cap_workers`), and the notes on what was decided for the user (also sent to
+    ``notify``): a lowered worker count, ``auto`` on a cluster."""
+    import dataclasses
+
+    s = settings
+    notes = []
+    if s.scheduler:
+        if s.engine == "auto":
+            notes.append("--scheduler given: engine 'auto' runs the batch on the cluster with engine 'dask'")
+    else:
+        workers, note = cap_workers(s.workers, s.engine)
+        if note:
+            notes.append(note)
+            s = dataclasses.replace(s, workers=workers)
+    for note in notes:
+        if notify:
+            notify(note)
+    return plan_schedule(s, n_images, notify=notify), notes
+
+
+#: What one worker may need, as a floor, in bytes: a worker process (an interpreter, NumPy and
+#: the codecs) and a photo or two in flight; a thread shares the interpreter but holds photos.
+WORKER_BYTES = {"process": 256 << 20, "thread": 128 << 20}
+#: Engines whose workers are processes (the others' are threads).
+PROCESS_ENGINES = ("processes", "joblib")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new work (Linux ``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def cap_workers(requested: int | None, engine: str) -> tuple[int, str | None]:
+    """``(workers, note)``: ``requested`` (default: the usable cores) lowered to what this
+    machine can hold -- at most the usable cores, and no more than the available memory at
+    :data:`WORKER_BYTES` a worker -- with a one-line note when it was lowered."""
+    cores = usable_cores()
+    if requested is None:
+        return cores, None
+    kind = "process" if engine in PROCESS_ENGINES else "thread"
+    memory = available_memory()
+    by_memory = max(1, memory // WORKER_BYTES[kind]) if memory else requested
+    workers = max(1, min(requested, cores, by_memory))
+    if workers == requested:
+        return workers, None
+    why = f"{cores} usable cores" if workers == cores else f"{memory / 2**30:.1f} GiB of memory available"
+    return workers, f"workers lowered from {requested} to {workers}: this machine has {why}"
+
+
 def plan_schedule(settings, n_images: int, *, notify=None) -> Schedule:
     """How a batch of ``n_images`` images runs ``settings.ops`` with ``settings.engine``.
 
@@ -41,12 +99,16 @@ def plan_schedule(settings, n_images: int, *, notify=None) -> Schedule:
     """
     s = settings
     workers = s.workers or usable_cores()
-    if s.engine == "auto" and not s.scheduler:
+    if s.scheduler:
+        # On a cluster only dask can send the work (auto included), and the cluster has its
+        # own workers.
+        return Schedule("dask", workers, "numpy", 1)
+    if s.engine == "auto":
         return plan_batch(s.ops, n_images, workers, notify=notify)
     cls = get_engine_class(s.engine)
     if not cls.parallel or workers == 1 or not cls.maps_in_parallel():
         return Schedule("numpy", 1, s.engine, workers)
-    if n_images >= 2 * workers or s.scheduler:
+    if n_images >= 2 * workers:
         serial_twin = "numba" if cls.flavour == "numba" else "numpy"
         return Schedule(s.engine, workers, serial_twin, 1)
     return Schedule("numpy", 1, s.engine, workers)

@@ -30,6 +30,8 @@ class RunSettings:
     overwrite: bool = False
     tile_shape: tuple[int, int] | None = None
     scheduler: str | None = None
+    #: Seconds to wait for ``scheduler`` to answer as a dask scheduler.
+    scheduler_timeout: float = 10.0
 
     def fingerprint(self, op: Operation) -> str:
         """What, besides the input, determines ``op``'s output bytes."""
@@ -59,6 +61,14 @@ class RunSettings:
             )
         check_quality(self.quality)
         check_engine(self.engine)
+        if self.scheduler is not None and self.engine not in ("auto", "dask"):
+            raise InvalidParameterError(
+                f"--scheduler runs the batch on a dask cluster, which needs --engine dask (or auto), "
+                f"got engine {self.engine!r}"
+            )
+        t = self.scheduler_timeout
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
+            raise InvalidParameterError(f"scheduler timeout must be a positive number of seconds, got {t!r}")
         labels = [op.label for op in self.ops]
         if len(set(labels)) != len(labels):
             raise InvalidParameterError(f"the same op is given twice: {labels!r}")

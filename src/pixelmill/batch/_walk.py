@@ -9,7 +9,7 @@ from ..errors import InvalidParameterError, UnsafeOutputError
 from ..io import FORMAT_SUFFIX, is_image_path
 from ..ops import Operation
 
-__all__ = ["discover", "check_outdir", "output_path", "RealPaths"]
+__all__ = ["discover", "check_outdir", "prepare_outdir", "output_path", "escapes_outdir", "RealPaths"]
 
 
 def discover(inputs) -> tuple[list[tuple[Path, Path]], int]:
@@ -70,6 +70,55 @@ def check_outdir(outdir: Path, inputs) -> None:
             )
 
 
+def prepare_outdir(outdir: Path) -> None:
+    """Create ``outdir`` if needed and make sure it is a folder this process can write in.
+
+    Raises
+    ------
+    UnsafeOutputError
+        When ``outdir`` (or one of its parents) is a file, or it cannot be created or written
+        (a read-only filesystem, a folder of another user): a usage error, before any work.
+    """
+    text = str(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise UnsafeOutputError(f"output folder {text!r} is a file, not a folder; choose a folder")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UnsafeOutputError(
+            f"output folder {text!r} cannot be created: one of its parents is a file"
+        ) from None
+    except OSError as exc:
+        raise UnsafeOutputError(
+            f"output folder {text!r} cannot be created ({exc.strerror or exc})"
+        ) from None
+    if not outdir.is_dir():
+        raise UnsafeOutputError(f"output folder {text!r} is not a folder; choose a folder")
+    # os.access says yes to root on a read-only mount's files only by mode: try for real.
+    from .._files import temporary_name
+
+    probe = outdir / temporary_name()
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except OSError as exc:
+        raise UnsafeOutputError(
+            f"output folder {text!r} is not writable ({exc.strerror or exc}); choose a folder you can write in"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def escapes_outdir(out: Path, out_real: str, realpath: "RealPaths") -> str | None:
+    """Why ``out`` would be written outside ``outdir`` (whose real path is ``out_real``), or
+    None when its real parent folder is inside it: a symlinked folder in OUTDIR
+    (``OUT/sub -> /elsewhere``) must not carry an output out of it."""
+    parent = realpath.folder(out.parent)
+    if _inside(Path(parent), Path(out_real)):
+        return None
+    return (f"refused: the output's folder {str(out.parent)!r} is really {parent!r}, outside the output "
+            f"folder (a symlink in it); pixelmill never writes outside the output folder")
+
+
 def output_path(outdir: Path, rel: Path, op: Operation, several: bool, fmt: str | None) -> tuple[Path, str]:
     """``(output path, the same relative to outdir, in / form)``."""
     rel = Path(*[p for p in rel.parts if p not in ("", ".", "..")])
@@ -96,6 +145,11 @@ class RealPaths:
         if os.path.islink(path):
             return os.path.realpath(path)
         folder, name = os.path.split(path)
+        return os.path.join(self.folder(folder), name)
+
+    def folder(self, folder) -> str:
+        """``os.path.realpath(folder)``, resolved once per folder."""
+        folder = os.fspath(folder)
         if folder not in self._folders:
             self._folders[folder] = os.path.realpath(folder or os.curdir)
-        return os.path.join(self._folders[folder], name)
+        return self._folders[folder]

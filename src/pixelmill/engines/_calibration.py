@@ -311,8 +311,19 @@ def calibrate(*, sizes_mp=SIZES_MP, classes=WORK_CLASSES, notify=None, save: boo
         from .._files import atomic_write
 
         text = json.dumps(result.to_json(), indent=1).encode()
-        atomic_write(cache_path(machine), lambda fh: fh.write(text))
+        path = cache_path(machine)
+        try:
+            atomic_write(path, lambda fh: fh.write(text))
+        except OSError as exc:  # a read-only cache: the table still serves this process
+            _not_cached(path, exc, notify)
     return result
+
+
+def _not_cached(path: Path, exc: OSError, notify) -> None:
+    note = (f"engine 'auto': cannot write the calibration cache {str(path.parent)!r} "
+            f"({exc.strerror or exc}); using it for this run only (set PIXELMILL_CACHE to a writable folder)")
+    if notify:
+        notify(note)
 
 
 def numba_startup(runs: int = 2) -> float:
@@ -340,19 +351,34 @@ def load(*, notify=None, sizes_mp=SIZES_MP) -> Calibration:
     cache file while it measures, and the others wait for its table instead of timing the
     engines side by side (which would also spoil each other's measurements)."""
     path = cache_path()
-    cal = _cached(path)
+    cal = _cached(path) or _UNCACHED.get(path)
     if cal is not None:
         return cal
     from filelock import FileLock
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{path}.lock"):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(f"{path}.lock")
+        lock.acquire()
+    except OSError as exc:
+        # No writable cache (no writable HOME, a read-only install, a container user): measure
+        # for this process only (once), never fail the run.
+        _not_cached(path, exc, notify)
+        cal = _UNCACHED[path] = calibrate(notify=notify, sizes_mp=sizes_mp, save=False)
+        return cal
+    try:
         cal = _cached(path)  # measured by another process while this one waited
         if cal is not None:
             return cal
         if notify:
             notify(f"engine 'auto': timing the engines on this machine once (cached in {path})")
         return calibrate(notify=notify, sizes_mp=sizes_mp)
+    finally:
+        lock.release()
+
+
+#: Calibrations measured in this process where no cache could be written, by cache path.
+_UNCACHED: dict[Path, Calibration] = {}
 
 
 def _cached(path: Path) -> Calibration | None:

@@ -36,6 +36,44 @@ def _compute_block(block: np.ndarray, *, op: Operation, halo, out_dtype, flavour
     return out
 
 
+def _probe_scheduler(address: str, timeout: float) -> str | None:
+    """None when ``address`` answers a dask ``identity`` request within ``timeout`` seconds as
+    a scheduler; else a few words on what went wrong. Runs in its own thread and event loop,
+    so it is bounded whatever loop the caller has."""
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def identity():
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity"})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    outcome: list = []
+
+    def run():
+        try:
+            outcome.append(asyncio.run(asyncio.wait_for(identity(), timeout)))
+        except BaseException as exc:  # anything: the answer is "not a scheduler"
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="pixelmill-dask-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 2.0)
+    if not outcome:
+        return "no answer"
+    answer = outcome[0]
+    if isinstance(answer, BaseException):
+        text = str(answer).strip().splitlines()
+        return f"{type(answer).__name__}: {text[0][:120]}" if text else f"no answer ({type(answer).__name__})"
+    if not isinstance(answer, dict) or answer.get("type") != "Scheduler":
+        return f"it answered {str(answer)[:80]!r}"
+    return None
+
+
 class _Cancelled(Exception):
     """Raised inside the local scheduler loop to stop a ``map`` whose consumer went away."""
 
@@ -180,6 +218,15 @@ class DaskEngine(Engine):
                 raise ClusterConnectionError(
                     f"cannot connect to the dask scheduler at {address!r} ({exc}); {hint}"
                 ) from None
+        # Then one request, bounded in time: a port that accepts and never answers, or answers
+        # with something that is not dask, would otherwise hang the Client (or make it try to
+        # allocate what a garbage length header claims) instead of failing.
+        problem = _probe_scheduler(address, self.connect_timeout)
+        if problem:
+            raise ClusterConnectionError(
+                f"the server at {address!r} does not answer as a dask scheduler within "
+                f"{self.connect_timeout:g} s ({problem}); {hint}"
+            )
         try:
             return Client(address, timeout=self.connect_timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:

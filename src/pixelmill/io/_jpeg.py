@@ -8,6 +8,12 @@ import numpy as np
 import simplejpeg
 
 
+def max_jpeg_bytes(pixels: int) -> int:
+    """A generous bound on the bytes of a JPEG of ``pixels`` pixels (all its metadata included):
+    64 bytes a pixel and 16 MB."""
+    return 64 * pixels + (16 << 20)
+
+
 def _turbo_decode(fh, im, fmt: str) -> np.ndarray | None:
     """An 8-bit RGB or grey JPEG decoded by libjpeg-turbo straight into a NumPy array
     (simplejpeg), or None for Pillow to decode. Same library, same settings (accurate DCT,
@@ -17,7 +23,9 @@ def _turbo_decode(fh, im, fmt: str) -> np.ndarray | None:
     if fmt != "JPEG" or im.mode not in ("RGB", "L"):
         return None
     fh.seek(0)
-    raw = fh.read()
+    # Never more than the image could need: a JPEG with a 2 GB tail is decoded from its
+    # first bytes (the decoder stops at the end-of-image marker), not read whole.
+    raw = fh.read(max_jpeg_bytes(im.size[0] * im.size[1]))
     try:
         data = simplejpeg.decode_jpeg(raw, colorspace="RGB" if im.mode == "RGB" else "GRAY")
     except ValueError:
