@@ -2,10 +2,10 @@
 
 Two runs into one folder would overwrite each other's outputs and journal entries, and each
 manifest would then call "done" files that hold the other run's result. A run holds the lock
-from before it reads the journal until its manifest is written; the lock file holds the
-holder's pid, so a second run can say which process it waits for. The lock is the operating
-system's (``flock``; ``filelock`` where there is no ``fcntl``), so it goes with the process:
-a killed run never leaves a lock behind.
+from before it reads the journal until its manifest is written. The lock is ``filelock``'s
+(the operating system's ``flock`` where there is one), so it goes with the process: a killed
+run never leaves a lock behind. The holder writes its pid beside it (``.pixelmill.lock.pid``),
+so a second run can say which process it waits for.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from .._files import atomic_write
 from ..errors import OutputFolderBusyError, UnsafeOutputError
 
-__all__ = ["LOCK_NAME", "outdir_lock"]
+__all__ = ["LOCK_NAME", "PID_NAME", "outdir_lock"]
 
 LOCK_NAME = ".pixelmill.lock"
+PID_NAME = ".pixelmill.lock.pid"
 
 
 @contextmanager
@@ -35,59 +37,40 @@ def outdir_lock(outdir: Path, *, wait: bool = False):
     OutputFolderBusyError
         When another process holds the lock (the message names its pid) and ``wait`` is False.
     UnsafeOutputError
-        When the lock file cannot be opened (it is a symlink, or the folder is not writable).
+        When the lock file cannot be opened (the folder is not writable).
     """
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        yield from _filelock(outdir, wait)
-        return
-    path = Path(outdir) / LOCK_NAME
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    except OSError as exc:
-        raise UnsafeOutputError(f"cannot open the lock file {str(path)!r} ({exc.strerror or exc})") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise OutputFolderBusyError(
-                f"output folder {str(outdir)!r} is in use by another pixelmill run "
-                f"({_holder(fd)}); wait for it to finish, or pass --wait"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        try:
-            yield
-        finally:
-            try:
-                os.ftruncate(fd, 0)
-            except OSError:
-                pass
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _holder(fd: int) -> str:
-    try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    except OSError:
-        text = ""
-    return f"pid {text}" if text.isdigit() else "a process that has not yet written its pid"
-
-
-def _filelock(outdir, wait):
     from filelock import FileLock, Timeout
 
-    lock = FileLock(str(Path(outdir) / LOCK_NAME), timeout=-1 if wait else 0)
+    path = Path(outdir) / LOCK_NAME
+    pid_path = Path(outdir) / PID_NAME
+    # thread_local=False: the lock is the process's, whichever thread releases it.
+    lock = FileLock(str(path), timeout=-1 if wait else 0, thread_local=False)
     try:
         lock.acquire()
     except Timeout:
         raise OutputFolderBusyError(
-            f"output folder {str(outdir)!r} is in use by another pixelmill run; wait for it to finish, or pass --wait"
+            f"output folder {str(outdir)!r} is in use by another pixelmill run "
+            f"({_holder(pid_path)}); wait for it to finish, or pass --wait"
         ) from None
+    except OSError as exc:
+        raise UnsafeOutputError(f"cannot open the lock file {str(path)!r} ({exc.strerror or exc})") from None
     try:
+        try:
+            atomic_write(pid_path, lambda fh: fh.write(f"{os.getpid()}\n".encode()))
+        except OSError:
+            pass  # the pid only improves a second run's message
         yield
     finally:
+        try:
+            os.unlink(pid_path)
+        except OSError:
+            pass
         lock.release()
 
+
+def _holder(pid_path: Path) -> str:
+    try:
+        text = pid_path.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        text = ""
+    return f"pid {text}" if text.isdigit() else "a process that has not yet written its pid"
