@@ -14,7 +14,7 @@ from ..errors import InvalidParameterError
 from ._context import Context
 from ._harness import MEMORY_METHOD, TIMING_METHOD, BenchOptions, run_group
 from ._library import ensure_library
-from ._records import SCHEMA_VERSION, Record, library_versions, machine_info, now_iso
+from ._records import Record, library_versions, machine_info, now_iso
 
 __all__ = ["SUITES", "BenchRun", "run_bench", "suite_module"]
 
@@ -151,7 +151,3 @@ def run_bench(outdir, *, suites=None, options: BenchOptions | None = None, progr
     document, files = write_outputs(outdir, header, records)
     return BenchRun(outdir=outdir, records=records, document=document, files=files,
                     seconds=time.perf_counter() - started)
-
-
-def build_document(header: dict, records: list[Record]) -> dict:
-    return {"schema": SCHEMA_VERSION, "header": header, "records": [r.to_dict() for r in records]}

@@ -245,12 +245,6 @@ def _chosen_record(ran, overhead, rivals):
     return next((r for r in rivals if r.method == engine and r.workers == workers), None)
 
 
-def _not_built(what):
-    def fn(records, analyses, opts):
-        raise NotImplementedError(what)
-    return fn
-
-
 TARGETS: list[Target] = [
     Target("invert-memcpy", "invert in memory >= 80% of memcpy bandwidth", "invert-scaling", 0.80, ">=",
            _invert_memcpy),
@@ -281,8 +275,6 @@ def compute_targets(records: list[Record], analyses: dict, opts: dict) -> list[d
     for t in TARGETS:
         try:
             got = t.measure(records, analyses, opts)
-        except NotImplementedError as exc:
-            got, err = None, str(exc)
         except Exception as exc:  # noqa: BLE001 - a target must not break the report
             got, err = None, f"{type(exc).__name__}: {exc}"
         else:
