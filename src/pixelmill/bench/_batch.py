@@ -898,7 +898,7 @@ def plot(records, analysis, path, opts) -> None:
 
 
 def table(records, analysis, opts) -> str:
-    from ._report import md_table
+    from .._text import md_table
 
     mem = (analysis or {}).get("memory") or memory_budget(records)
     bounds = {}

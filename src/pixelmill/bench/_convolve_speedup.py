@@ -316,7 +316,7 @@ def plot(records, analysis, path, opts) -> None:
 
 
 def table(records, analysis, opts) -> str:
-    from ._report import md_table
+    from .._text import md_table
 
     rows = []
     for s in analysis.get("speedup", {}).values():

@@ -159,7 +159,7 @@ def plot(records, analysis, path, opts) -> None:
 
 
 def table(records, analysis, opts) -> str:
-    from ._report import md_table
+    from .._text import md_table
 
     rows = []
     for engine, modes in _pairs(records).items():

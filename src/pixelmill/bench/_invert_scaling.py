@@ -334,7 +334,7 @@ def _int_ticks(ax, values):
 
 
 def table(records, analysis, opts) -> str:
-    from ._report import md_table
+    from .._text import md_table
 
     rows = []
     numpy = _series(records, "numpy")

@@ -9,20 +9,10 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
+from .._text import md_table
 from ._records import SCHEMA_VERSION, Record, load_results, write_csv, write_json
 
-__all__ = ["write_outputs", "rerender", "md_table"]
-
-
-def md_table(headers: list[str], rows: list[list]) -> str:
-    """A GitHub-flavoured Markdown table (``|`` in cells escaped)."""
-
-    def cell(v):
-        return str("" if v is None else v).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(map(cell, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
-    return "\n".join(lines)
+__all__ = ["write_outputs", "rerender"]
 
 
 def _suite_names(header, records) -> list[str]:

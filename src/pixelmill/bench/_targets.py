@@ -290,7 +290,7 @@ def compute_targets(records: list[Record], analyses: dict, opts: dict) -> list[d
 
 
 def targets_table(targets: list[dict]) -> str:
-    from ._report import md_table
+    from .._text import md_table
 
     head = ("Each measured target is a ratio between two measurements of this run, on this machine; "
             "*not measured* says what is missing.\n\n")
