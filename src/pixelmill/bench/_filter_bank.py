@@ -13,8 +13,10 @@ from ._records import Record
 
 NAME = "filter-bank"
 TITLE = "A filter bank on one image: one after the other vs at once"
-TARGET = "pixelmill.bench._filter_bank:run_method"
+ENTRY_POINT = "pixelmill.bench._filter_bank:run_method"
 MODES = ("sequential", "at-once")
+#: No target judges a filter bank yet (see :mod:`._targets`).
+TARGETS: list = []
 
 
 def ops_for(opts) -> list[str]:
@@ -32,7 +34,7 @@ def plan(ctx) -> list[Group]:
     engines = (["numpy"] if "numpy" in o["engines"] else []) + parallel_engines(o)
     base = dict(ctx.spec_common(), suite=NAME, image=image["npy"], mp=image["mp"], ops=ops, refs=refs,
                 engines=engines)
-    return [Group(NAME, e, "engine", TARGET,
+    return [Group(NAME, e, "engine", ENTRY_POINT,
                   dict(base, method=e, kind="engine", workers=1 if e == "numpy" else o["max_workers"]))
             for e in engines]
 

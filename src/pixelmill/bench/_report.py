@@ -11,13 +11,13 @@ from pathlib import Path
 
 from .._text import md_table
 from ._records import SCHEMA_VERSION, Record, load_results, write_csv, write_json
+from ._suites import SUITES, compute_targets, suite_module
+from ._targets import targets_table
 
 __all__ = ["write_outputs", "rerender"]
 
 
 def _suite_names(header, records) -> list[str]:
-    from ._runner import SUITES
-
     names = list(header.get("suites") or [])
     for r in records:
         if r.suite not in names and r.suite in SUITES:
@@ -27,9 +27,6 @@ def _suite_names(header, records) -> list[str]:
 
 def write_outputs(outdir, header: dict, records: list[Record]) -> tuple[dict, dict[str, Path]]:
     """Write results.csv, results.json, one PNG per suite and report.md into ``outdir``."""
-    from ._runner import suite_module
-    from ._targets import compute_targets
-
     outdir = Path(outdir)
     opts = header["options"]
     files: dict[str, Path] = {}
@@ -83,9 +80,6 @@ def _fmt_versions(versions: dict) -> str:
 
 
 def _write_report(path: Path, header, records, analyses, plots, targets, errors) -> Path:
-    from ._runner import suite_module
-    from ._targets import targets_table
-
     opts = header["options"]
     m = header["machine"]
     mode = "quick" if opts.get("quick") else "default"
