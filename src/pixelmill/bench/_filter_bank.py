@@ -55,18 +55,22 @@ def run_method(spec: dict) -> list[Record]:
                     outs = []
                     for op in ops:
                         outs.append(eng.run(op, image, border=BORDER))
-                        ran.add(getattr(eng, "last_engine", None))
+                        chose = getattr(eng, "last_choice", None)
+                        ran.add(chose and (chose.engine, chose.workers))
                     return outs
+                last = ops[-1:]  # auto's delegate keeps the tiles of the last filter's call
             else:
                 def work(eng):
                     return eng.run_many(ops, image, border=BORDER)
+                last = ops
             m = measure(lambda: work(engine), repeats=spec["repeats"], warmup=spec["warmup"],
                         budget_s=spec["budget_s"])
             rec = Record(suite=NAME, method=spec["method"], kind="engine", case=f"bank:{mode}", size=spec["mp"],
                          size_unit="MP", workers=spec["workers"])
             if len(ran) <= 1:  # one engine ran the whole bank: auto can be timed beside it
                 pair_with_delegate(rec, engine, work, runs=len(m.times), budget_s=spec["budget_s"],
-                                   rivals=spec["engines"])
+                                   rivals=spec["engines"], shape=image.shape,
+                                   itemsize=max(op.out_dtype(image.dtype).itemsize for op in last))
             apply_measurement(rec, m, megapixels=spec["mp"])
             # Every filter's output is checked; the record keeps the worst.
             worst, means, tol_ok, names = 0.0, [], True, set()

@@ -478,7 +478,8 @@ def time_in_turn(members: dict[str, Callable[[], object]], *, rounds: int, budge
 
 
 def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *, runs: int,
-                       budget_s: float | None = None, rivals: tuple[str, ...] | list[str] = ()) -> Record:
+                       budget_s: float | None = None, rivals: tuple[str, ...] | list[str] = (),
+                       shape: tuple[int, ...] = (1, 1), itemsize: int = 1) -> Record:
     """For an ``auto`` record: time ``work(engine)``, ``work(the engine auto went to)`` and
     ``work(rival)`` for each engine named in ``rivals`` in turn, in this process
     (:func:`time_in_turn`), and keep the medians of the per-round ratios.
@@ -496,16 +497,22 @@ def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *,
     of outputs varied 0.72-1.40x against the very same pool over five pairs. Parallel rivals
     get ``engine.workers``, the others one. Other engines, and calls ``auto`` split over
     several engines, leave ``rec`` as it is.
+
+    The engine auto went to is built here from ``engine.last_choice``, with the tile shape auto
+    gives it for an image of ``shape`` and an output of ``itemsize`` bytes a sample (the call's),
+    and runs once untimed first, as auto's own delegate did.
     """
     from contextlib import ExitStack
 
-    from ..engines import Candidate
-    from ..engines import get_engine_class, make_engine
+    from ..engines import Candidate, get_engine_class, make_engine
 
-    delegate, choice = getattr(engine, "last_engine", None), getattr(engine, "last_choice", None)
-    if delegate is None or choice is None:
+    choice = getattr(engine, "last_choice", None)
+    if choice is None:
         return rec
     with ExitStack() as stack:
+        delegate = stack.enter_context(make_engine(choice.engine, choice.workers))
+        delegate.tile_shape = engine.tile_shape or choice.tile_shape(shape, itemsize)
+        work(delegate)  # untimed: its pool starts, its code loads
         members = {"auto": engine, choice.label: delegate}
         t0 = time.perf_counter()
         work(engine)

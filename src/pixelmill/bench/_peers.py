@@ -319,7 +319,7 @@ def _measure_pixelmill(spec, engine_name, op_spec, image, workers, rec):
         m = measure(lambda: work(engine), repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"])
         chose = getattr(engine, "last_choice", None)
         pair_with_delegate(rec, engine, work, runs=len(m.times), budget_s=spec["budget_s"],
-                           rivals=spec["engines"])
+                           rivals=spec["engines"], shape=image.shape, itemsize=op.out_dtype(image.dtype).itemsize)
     return m, 0, ("pixelmill Engine.run with the default policy (uint8 out), a new output array per run"
                   + (f"; auto ran {chose.label}" if chose else ""))
 

@@ -93,10 +93,10 @@ def run_bench(outdir, *, suites=None, options: BenchOptions | None = None, progr
         )
     if "auto" in opts["engines"]:
         # Measured afresh under this run's conditions; the suites' worker processes read it from the cache.
-        from ..engines import _calibration as calibration
+        from ..engines import calibrate, calibration_path
 
-        cal = calibration.calibrate(notify=progress)
-        header["calibration"] = {"path": str(calibration.cache_path()), "seconds": round(cal.seconds, 2),
+        cal = calibrate(notify=progress)
+        header["calibration"] = {"path": str(calibration_path()), "seconds": round(cal.seconds, 2),
                                  "table": cal.table()}
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir()
