@@ -10,6 +10,7 @@ import traceback
 from pathlib import Path
 
 from .._text import md_table
+from ._extra import require
 from ._records import SCHEMA_VERSION, Record, load_results, write_csv, write_json
 from ._suites import SUITES, compute_targets, suite_module
 from ._targets import targets_table
@@ -65,6 +66,7 @@ def write_outputs(outdir, header: dict, records: list[Record]) -> tuple[dict, di
 
 def rerender(outdir) -> tuple[dict, dict[str, Path]]:
     """Rebuild plots, targets and report.md (and the JSON's derived sections) from results.json."""
+    require(("matplotlib",))
     document, records = load_results(Path(outdir) / "results.json")
     return write_outputs(outdir, document["header"], records)
 

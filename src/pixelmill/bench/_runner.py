@@ -11,6 +11,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import InvalidParameterError
 from ._context import Context
+from ._extra import require
 from ._harness import MEMORY_METHOD, TIMING_METHOD, BenchOptions, run_group
 from ._library import ensure_library
 from ._report import write_outputs
@@ -59,7 +60,10 @@ def run_bench(outdir, *, suites=None, options: BenchOptions | None = None, progr
     ------
     InvalidParameterError
         For an unknown suite or an option out of range (before anything runs).
+    MissingDependencyError
+        Without the ``bench`` extra's psutil or matplotlib (before anything runs).
     """
+    require()
     started = time.perf_counter()
     options = options or BenchOptions()
     progress = progress or _quiet
