@@ -401,7 +401,8 @@ def run_method(spec: dict) -> list[Record]:
     return records
 
 
-#: The peer the paired measurement runs (the fastest pipeline in every run so far).
+#: The peer the paired measurement runs. One peer keeps the rounds short; the batch targets use
+#: its paired ratio only where the separate records found it the fastest peer too.
 PAIRED_PEER = "cv2"
 
 

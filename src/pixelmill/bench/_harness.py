@@ -421,14 +421,17 @@ def measure(fn: Callable[[], object], *, repeats: int, warmup: int = 1, budget_s
                        processes=probe.most_processes)
 
 
-#: Fewest rounds :func:`pair_with_delegate` times (unless its budget runs out).
+#: Fewest rounds :func:`pair_with_delegate` times (unless its budget runs out): enough that
+#: the median ratio stands when a few rounds are disturbed by other load or by the allocator.
 MIN_PAIRS = 9
 
-#: A rival that takes this many times auto's time in the first timed round is not timed on.
+#: A rival that takes this many times auto's time in the first timed round is not timed on:
+#: it cannot be the fastest member, and the rounds' budget is better spent on those that can.
 RIVAL_OUT_OF_REACH = 1.5
 
 #: A rival whose untimed first run (pool start, JIT load included) takes this many times
-#: auto's time, and over a second, is not timed at all (NumPy's 15x15 filter: 30 s a run).
+#: auto's time, and over a second, is not timed at all: even allowing for its start-up it is
+#: out of reach, and each of its rounds would cost many of auto's.
 WARMUP_OUT_OF_REACH = 10
 
 
@@ -487,14 +490,13 @@ def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *,
     ``rec.auto_paired`` is auto's time over the engine it went to: what choosing and
     dispatching cost. ``rec.auto_vs_paired_best`` is auto's time over the fastest member's
     (the largest of the per-member medians), named in ``rec.paired_best``: how good the
-    choice was as well, judged where the machine's drift cannot enter. Two methods timed in
-    different processes minutes apart differ by 10-40% on a shared machine even when they run
-    the same code, and in-memory runs also differ by whether the allocator hands out fresh
-    pages. A rival runs once untimed first (its pool or JIT starts), and is left out if that
+    choice was as well, judged where the machine's drift cannot enter: two methods timed in
+    different processes minutes apart differ on a shared machine even when they run the same
+    code, and in-memory runs also differ by whether the allocator hands out fresh pages. A rival runs once untimed first (its pool or JIT starts), and is left out if that
     took :data:`WARMUP_OUT_OF_REACH` times auto's time and over a second; one that takes more
     than :data:`RIVAL_OUT_OF_REACH` times auto's time in the first round is not timed on.
-    At least :data:`MIN_PAIRS` rounds (within ``budget_s``): a run that allocates a gigabyte
-    of outputs varied 0.72-1.40x against the very same pool over five pairs. Parallel rivals
+    At least :data:`MIN_PAIRS` rounds (within ``budget_s``), as single rounds of a run that
+    allocates large outputs vary widely even against the very same pool. Parallel rivals
     get ``engine.workers``, the others one. Other engines, and calls ``auto`` split over
     several engines, leave ``rec`` as it is.
 
