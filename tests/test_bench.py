@@ -581,7 +581,7 @@ def test_pairing_times_the_suites_other_engines_in_the_same_rounds():
     import time as _time
 
     from pixelmill.bench._harness import MIN_PAIRS, pair_with_delegate
-    from pixelmill.calibration import Calibration
+    from pixelmill.engines import Calibration
     from pixelmill.engines import make_engine
     from pixelmill.ops import Invert
 
@@ -627,7 +627,7 @@ def test_auto_filter_bank_is_timed_beside_the_engine_it_ran(run):
 
 def test_pairing_times_auto_in_turn_with_the_engine_it_ran():
     from pixelmill.bench._harness import MIN_PAIRS, pair_with_delegate
-    from pixelmill.calibration import Calibration
+    from pixelmill.engines import Calibration
     from pixelmill.engines import make_engine
     from pixelmill.ops import Invert
 

@@ -501,8 +501,10 @@ def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *,
     several engines, leave ``rec`` as it is.
 
     The engine auto went to is built here from ``engine.last_choice``, with the tile shape auto
-    gives it for an image of ``shape`` and an output of ``itemsize`` bytes a sample (the call's),
-    and runs once untimed first, as auto's own delegate did.
+    gives it for an image of ``shape`` and an output of ``itemsize`` bytes a sample (the call's).
+    It needs no untimed run: auto's candidates (numpy, numba, threads) share their compiled code
+    with auto's own delegate in this process, and the one thread pool it starts in the first
+    round is absorbed by the median over the rounds.
     """
     from contextlib import ExitStack
 
@@ -514,7 +516,6 @@ def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *,
     with ExitStack() as stack:
         delegate = stack.enter_context(make_engine(choice.engine, choice.workers))
         delegate.tile_shape = engine.tile_shape or choice.tile_shape(shape, itemsize)
-        work(delegate)  # untimed: its pool starts, its code loads
         members = {"auto": engine, choice.label: delegate}
         t0 = time.perf_counter()
         work(engine)
