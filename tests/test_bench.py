@@ -495,7 +495,7 @@ def test_batch_targets_take_the_paired_ratio_when_the_run_has_it():
 def test_auto_target_takes_a_batchs_overhead_from_the_engine_paired_with_it():
     """A batch's auto record has no pairing of its own: the paired records give it, when auto
     ran in turn with the engine whose batch runs its schedule."""
-    from pixelmill.bench._targets import _auto_vs_best
+    from pixelmill.bench._auto import _auto_vs_best
 
     def engine(method, median):
         r = Record(suite="batch", method=method, kind="engine", case="invert", size=4, size_unit="images",
@@ -543,7 +543,7 @@ def _engine_rec(suite, method, median, *, workers=2, auto_ran="", auto_paired=No
 def test_auto_target_takes_autos_own_cost_from_the_paired_runs():
     """auto against the best engine: the chosen engine's record over the best one's, times
     auto's overhead measured in turn with that engine; without a pairing, the medians."""
-    from pixelmill.bench._targets import _auto_vs_best
+    from pixelmill.bench._auto import _auto_vs_best
 
     best = _engine_rec("s", "numba", 1.0)
     slower = _engine_rec("s", "threads", 1.5)
@@ -565,7 +565,7 @@ def test_auto_target_takes_autos_own_cost_from_the_paired_runs():
 def test_auto_target_takes_the_fastest_engine_timed_in_the_same_rounds():
     """Timed in turn with its rivals in one process, auto is judged against the fastest of
     them there, not against a separate process's outlying record of the engine it ran."""
-    from pixelmill.bench._targets import _auto_vs_best
+    from pixelmill.bench._auto import _auto_vs_best
 
     best = _engine_rec("s", "numba", 1.0)
     outlier = _engine_rec("s", "threads", 2.0)  # what auto ran; its own process was slow
@@ -581,7 +581,7 @@ def test_pairing_times_the_suites_other_engines_in_the_same_rounds():
     import time as _time
 
     from pixelmill.bench._harness import MIN_PAIRS, pair_with_delegate
-    from pixelmill.calibration import Calibration
+    from pixelmill.engines import Calibration
     from pixelmill.engines import make_engine
     from pixelmill.ops import Invert
 
@@ -627,7 +627,7 @@ def test_auto_filter_bank_is_timed_beside_the_engine_it_ran(run):
 
 def test_pairing_times_auto_in_turn_with_the_engine_it_ran():
     from pixelmill.bench._harness import MIN_PAIRS, pair_with_delegate
-    from pixelmill.calibration import Calibration
+    from pixelmill.engines import Calibration
     from pixelmill.engines import make_engine
     from pixelmill.ops import Invert
 

@@ -222,7 +222,7 @@ def engines():
 def calibrate(refresh, quiet):
     """Time the engines on this machine for engine 'auto' (once; cached) and show what it picks."""
     from .engines import _calibration as calibration
-    from .bench._report import md_table
+    from ._text import md_table
 
     notify = None if quiet else (lambda line: click.echo(line, err=True))
     cal = calibration.calibrate(notify=notify) if refresh else calibration.load(notify=notify)

@@ -15,11 +15,11 @@ Names are loaded on first use, so ``pixelmill --help`` does not pay for the harn
 import importlib
 
 _WHERE = {
-    "SUITES": "_runner", "BenchRun": "_runner", "run_bench": "_runner",
+    "SUITES": "_suites", "BenchRun": "_runner", "run_bench": "_runner",
     "BenchOptions": "_harness", "MemoryProbe": "_harness", "measure": "_harness",
     "Record": "_records", "RECORD_FIELDS": "_records", "load_results": "_records",
     "rerender": "_report",
-    "TARGETS": "_targets", "compute_targets": "_targets",
+    "TARGETS": "_suites", "compute_targets": "_suites",
 }
 
 __all__ = sorted(_WHERE)

@@ -50,10 +50,11 @@ import numpy as np
 
 from ._harness import MIN_PAIRS, Group, MemoryProbe, apply_measurement, measure, median_ratio
 from ._records import Record
+from ._targets import Target, ok_records
 
 NAME = "batch"
 TITLE = "A JPEG library end to end: decode, invert or Gaussian, encode"
-TARGET = "pixelmill.bench._batch:run_method"
+ENTRY_POINT = "pixelmill.bench._batch:run_method"
 QUALITY = 95
 #: Peer -> what it runs for invert and for the Gaussian; "N" is the worker count.
 PEERS = {
@@ -150,23 +151,23 @@ def plan(ctx) -> list[Group]:
     W = o["max_workers"]
     base = dict(ctx.spec_common(), suite=NAME, library=str(lib), tiny_library=str(tiny), refs=refs, mp=mp, images=n,
                 out=str(ctx.workdir / "batch-out"), quality=QUALITY, subsampling=subsampling)
-    groups = [Group(NAME, "python-process", "baseline", TARGET,
+    groups = [Group(NAME, "python-process", "baseline", ENTRY_POINT,
                     dict(base, method="python-process", kind="baseline", largest=largest[0]))]
     variants = [[1, "serial"]] + ([[W, "threads"], [W, "processes"]] if W > 1 else [])
-    groups.append(Group(NAME, "floor", "baseline", TARGET,
+    groups.append(Group(NAME, "floor", "baseline", ENTRY_POINT,
                         dict(base, method="floor", kind="baseline", case="decode+encode", op=None, variants=variants)))
     for case, op_spec in cases.items():
         for engine in o["engines"]:
             if engine == "loops":
                 continue  # pure Python over whole photographs would take hours (invert-scaling shows its rate)
-            groups.append(Group(NAME, engine, "engine", TARGET,
+            groups.append(Group(NAME, engine, "engine", ENTRY_POINT,
                                 dict(base, method=engine, kind="engine", case=case, op=op_spec,
                                      workers=[1 if engine == "numpy" else W])))
         for peer in PEERS:
-            groups.append(Group(NAME, peer, "peer", TARGET,
+            groups.append(Group(NAME, peer, "peer", ENTRY_POINT,
                                 dict(base, method=peer, kind="peer", case=case, op=op_spec, workers=[W])))
     if "auto" in o["engines"]:
-        groups.append(Group(NAME, "paired", "paired", TARGET,
+        groups.append(Group(NAME, "paired", "paired", ENTRY_POINT,
                             dict(base, method="paired", kind="paired", case="*", cases=cases, workers=[W],
                                  engines=[e for e in o["engines"] if e not in ("auto", "loops")])))
     return groups
@@ -400,7 +401,8 @@ def run_method(spec: dict) -> list[Record]:
     return records
 
 
-#: The peer the paired measurement runs (the fastest pipeline in every run so far).
+#: The peer the paired measurement runs. One peer keeps the rounds short; the batch targets use
+#: its paired ratio only where the separate records found it the fastest peer too.
 PAIRED_PEER = "cv2"
 
 
@@ -898,7 +900,7 @@ def plot(records, analysis, path, opts) -> None:
 
 
 def table(records, analysis, opts) -> str:
-    from ._report import md_table
+    from .._text import md_table
 
     mem = (analysis or {}).get("memory") or memory_budget(records)
     bounds = {}
@@ -925,3 +927,94 @@ def table(records, analysis, opts) -> str:
                 f"A fresh worker-like Python process alone holds {mem['per_process_mb']:.0f} MB.\n\n")
     return head + md_table(["case", "method", "kind", "workers", "median s", "IQR s", "MP/s", "peak RSS MB",
                             "RSS bound MB", "check", "how"], rows)
+
+
+# -- targets -------------------------------------------------------------------------------------------------
+
+
+def _batch_floor(records, analyses, opts):
+    """The default run of the invert batch against the decode+encode floor with its workers:
+    timed in turn in one process when the run has that pairing, else the two records."""
+    got = default_run(records, "invert")
+    if got is None:
+        return None
+    rec, how = got
+    f = best_floors(records).get(rec.workers)
+    if f is None:
+        return None
+    apart = (f"{rec.mp_per_s:.1f} MP/s vs the decode+encode floor {f.mp_per_s:.1f} MP/s ({f.case.split(':')[-1]}), "
+             f"{rec.workers} worker{'s' if rec.workers != 1 else ''}")
+    return _paired_or_apart(records, rec, "invert", "floor", rec.mp_per_s / f.mp_per_s, how, apart)
+
+
+def _paired_or_apart(records, rec, case, method, apart_ratio, how, apart):
+    """``(ratio, detail)``: the paired ratio of ``rec`` (``auto``) over ``method`` when the run
+    has it, with the separate records' ratio beside it; else the separate records' ratio."""
+    p = paired_ratio(records, case, method) if rec.method == "auto" else None
+    if p is None:
+        return apart_ratio, f"{how}: {apart}" + _mismatch(rec)
+    name = f"the floor ({p['other'].case.split(':')[-1]})" if method == "floor" else method
+    return p["ratio"], (f"{how}, {paired_text(p, name)}; in separate processes {apart} = {apart_ratio:.2f}"
+                        + _mismatch(rec))
+
+
+def _mismatch(rec) -> str:
+    if rec.match:
+        return ""
+    return (f"; its output does NOT match the reference (max {rec.max_abs_err:g}, mean {rec.mean_abs_err:.2f}; "
+            "see the batch table's notes)")
+
+
+def _batch_peers_ratio(records, case):
+    got = default_run(records, case)
+    peer = fastest_peer(records, case)
+    if got is None or peer is None:
+        return None
+    rec, how = got
+    apart = (f"{rec.mp_per_s:.1f} MP/s vs the fastest peer (output checked), {peer.method} with {peer.workers} "
+             f"workers, {peer.mp_per_s:.1f} MP/s")
+    return _paired_or_apart(records, rec, case, peer.method, rec.mp_per_s / peer.mp_per_s, f"{case}: {how}", apart)
+
+
+def _batch_vs_peers(records, analyses, opts):
+    """The default run of the invert batch against the fastest peer pipeline."""
+    return _batch_peers_ratio(records, "invert")
+
+
+def _batch_gaussian_vs_peers(records, analyses, opts):
+    """The default run of the Gaussian batch against the fastest peer pipeline."""
+    from ._ops import op_label
+
+    return _batch_peers_ratio(records, op_label(gaussian_spec(opts)))
+
+
+def _batch_memory(records, analyses, opts):
+    """The worst engine run's peak RSS over 2 x the largest decoded image + the run's constant
+    (the same run over tiny images), both measured in this run."""
+    mem = memory_budget(records)
+    if mem is None or not mem["rows"]:
+        return None
+    w = mem["worst"]
+    workers = f"{w['workers']} worker{'s' if w['workers'] != 1 else ''}"
+    detail = (f"worst: {w['method']} ({w['case']}, {workers}) peaks at {w['peak_mb']:.0f} MB; bound "
+              f"2 x {mem['largest_image_mb']:.1f} MB (largest decoded image, {mem['largest_image_mp']:.1f} MP x 3) + "
+              f"{_constant_text(w)} MB = {w['bound_mb']:.0f} MB")
+    over = mem["over"]
+    if over:
+        detail += "; over the bound: " + ", ".join(f"{x['method']}/{x['case']} {x['ratio']:.2f}x" for x in over)
+    else:
+        detail += f"; all {len(mem['rows'])} engine runs within it"
+    return w["ratio"], detail
+
+
+#: This suite's targets (:mod:`._targets`), listed in report.md in :data:`._suites.TARGET_ORDER`.
+TARGETS = [
+    Target("batch-vs-floor", "batch invert >= 90% of the decode+encode floor (MP/s)", "batch", 0.90, ">=",
+           _batch_floor),
+    Target("batch-vs-peers", "batch invert >= the fastest peer pipeline (MP/s)", "batch", 1.0, ">=",
+           _batch_vs_peers),
+    Target("batch-gaussian-vs-peers", "batch Gaussian 5x5 >= the fastest peer pipeline (MP/s)", "batch", 1.0, ">=",
+           _batch_gaussian_vs_peers),
+    Target("batch-memory", "batch peak RSS <= 2x the largest decoded image + a constant per worker", "batch", 1.0,
+           "<=", _batch_memory),
+]

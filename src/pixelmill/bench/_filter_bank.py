@@ -13,8 +13,10 @@ from ._records import Record
 
 NAME = "filter-bank"
 TITLE = "A filter bank on one image: one after the other vs at once"
-TARGET = "pixelmill.bench._filter_bank:run_method"
+ENTRY_POINT = "pixelmill.bench._filter_bank:run_method"
 MODES = ("sequential", "at-once")
+#: No target judges a filter bank yet (see :mod:`._targets`).
+TARGETS: list = []
 
 
 def ops_for(opts) -> list[str]:
@@ -32,7 +34,7 @@ def plan(ctx) -> list[Group]:
     engines = (["numpy"] if "numpy" in o["engines"] else []) + parallel_engines(o)
     base = dict(ctx.spec_common(), suite=NAME, image=image["npy"], mp=image["mp"], ops=ops, refs=refs,
                 engines=engines)
-    return [Group(NAME, e, "engine", TARGET,
+    return [Group(NAME, e, "engine", ENTRY_POINT,
                   dict(base, method=e, kind="engine", workers=1 if e == "numpy" else o["max_workers"]))
             for e in engines]
 
@@ -53,18 +55,22 @@ def run_method(spec: dict) -> list[Record]:
                     outs = []
                     for op in ops:
                         outs.append(eng.run(op, image, border=BORDER))
-                        ran.add(getattr(eng, "last_engine", None))
+                        chose = getattr(eng, "last_choice", None)
+                        ran.add(chose and (chose.engine, chose.workers))
                     return outs
+                last = ops[-1:]  # auto's delegate keeps the tiles of the last filter's call
             else:
                 def work(eng):
                     return eng.run_many(ops, image, border=BORDER)
+                last = ops
             m = measure(lambda: work(engine), repeats=spec["repeats"], warmup=spec["warmup"],
                         budget_s=spec["budget_s"])
             rec = Record(suite=NAME, method=spec["method"], kind="engine", case=f"bank:{mode}", size=spec["mp"],
                          size_unit="MP", workers=spec["workers"])
             if len(ran) <= 1:  # one engine ran the whole bank: auto can be timed beside it
                 pair_with_delegate(rec, engine, work, runs=len(m.times), budget_s=spec["budget_s"],
-                                   rivals=spec["engines"])
+                                   rivals=spec["engines"], shape=image.shape,
+                                   itemsize=max(op.out_dtype(image.dtype).itemsize for op in last))
             apply_measurement(rec, m, megapixels=spec["mp"])
             # Every filter's output is checked; the record keeps the worst.
             worst, means, tol_ok, names = 0.0, [], True, set()
@@ -159,7 +165,7 @@ def plot(records, analysis, path, opts) -> None:
 
 
 def table(records, analysis, opts) -> str:
-    from ._report import md_table
+    from .._text import md_table
 
     rows = []
     for engine, modes in _pairs(records).items():

@@ -421,14 +421,17 @@ def measure(fn: Callable[[], object], *, repeats: int, warmup: int = 1, budget_s
                        processes=probe.most_processes)
 
 
-#: Fewest rounds :func:`pair_with_delegate` times (unless its budget runs out).
+#: Fewest rounds :func:`pair_with_delegate` times (unless its budget runs out): enough that
+#: the median ratio stands when a few rounds are disturbed by other load or by the allocator.
 MIN_PAIRS = 9
 
-#: A rival that takes this many times auto's time in the first timed round is not timed on.
+#: A rival that takes this many times auto's time in the first timed round is not timed on:
+#: it cannot be the fastest member, and the rounds' budget is better spent on those that can.
 RIVAL_OUT_OF_REACH = 1.5
 
 #: A rival whose untimed first run (pool start, JIT load included) takes this many times
-#: auto's time, and over a second, is not timed at all (NumPy's 15x15 filter: 30 s a run).
+#: auto's time, and over a second, is not timed at all: even allowing for its start-up it is
+#: out of reach, and each of its rounds would cost many of auto's.
 WARMUP_OUT_OF_REACH = 10
 
 
@@ -478,7 +481,8 @@ def time_in_turn(members: dict[str, Callable[[], object]], *, rounds: int, budge
 
 
 def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *, runs: int,
-                       budget_s: float | None = None, rivals: tuple[str, ...] | list[str] = ()) -> Record:
+                       budget_s: float | None = None, rivals: tuple[str, ...] | list[str] = (),
+                       shape: tuple[int, ...] = (1, 1), itemsize: int = 1) -> Record:
     """For an ``auto`` record: time ``work(engine)``, ``work(the engine auto went to)`` and
     ``work(rival)`` for each engine named in ``rivals`` in turn, in this process
     (:func:`time_in_turn`), and keep the medians of the per-round ratios.
@@ -486,26 +490,32 @@ def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *,
     ``rec.auto_paired`` is auto's time over the engine it went to: what choosing and
     dispatching cost. ``rec.auto_vs_paired_best`` is auto's time over the fastest member's
     (the largest of the per-member medians), named in ``rec.paired_best``: how good the
-    choice was as well, judged where the machine's drift cannot enter. Two methods timed in
-    different processes minutes apart differ by 10-40% on a shared machine even when they run
-    the same code, and in-memory runs also differ by whether the allocator hands out fresh
-    pages. A rival runs once untimed first (its pool or JIT starts), and is left out if that
+    choice was as well, judged where the machine's drift cannot enter: two methods timed in
+    different processes minutes apart differ on a shared machine even when they run the same
+    code, and in-memory runs also differ by whether the allocator hands out fresh pages. A rival runs once untimed first (its pool or JIT starts), and is left out if that
     took :data:`WARMUP_OUT_OF_REACH` times auto's time and over a second; one that takes more
     than :data:`RIVAL_OUT_OF_REACH` times auto's time in the first round is not timed on.
-    At least :data:`MIN_PAIRS` rounds (within ``budget_s``): a run that allocates a gigabyte
-    of outputs varied 0.72-1.40x against the very same pool over five pairs. Parallel rivals
+    At least :data:`MIN_PAIRS` rounds (within ``budget_s``), as single rounds of a run that
+    allocates large outputs vary widely even against the very same pool. Parallel rivals
     get ``engine.workers``, the others one. Other engines, and calls ``auto`` split over
     several engines, leave ``rec`` as it is.
+
+    The engine auto went to is built here from ``engine.last_choice``, with the tile shape auto
+    gives it for an image of ``shape`` and an output of ``itemsize`` bytes a sample (the call's).
+    It needs no untimed run: auto's candidates (numpy, numba, threads) share their compiled code
+    with auto's own delegate in this process, and the one thread pool it starts in the first
+    round is absorbed by the median over the rounds.
     """
     from contextlib import ExitStack
 
-    from ..engines import Candidate
-    from ..engines import get_engine_class, make_engine
+    from ..engines import Candidate, get_engine_class, make_engine
 
-    delegate, choice = getattr(engine, "last_engine", None), getattr(engine, "last_choice", None)
-    if delegate is None or choice is None:
+    choice = getattr(engine, "last_choice", None)
+    if choice is None:
         return rec
     with ExitStack() as stack:
+        delegate = stack.enter_context(make_engine(choice.engine, choice.workers))
+        delegate.tile_shape = engine.tile_shape or choice.tile_shape(shape, itemsize)
         members = {"auto": engine, choice.label: delegate}
         t0 = time.perf_counter()
         work(engine)

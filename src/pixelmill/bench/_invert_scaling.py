@@ -19,10 +19,11 @@ import numpy as np
 
 from ._harness import Group, apply_measurement, measure, pair_with_delegate
 from ._records import Record
+from ._targets import Target, ok_records
 
 NAME = "invert-scaling"
 TITLE = "Inverting a library in memory: wall time against sample size"
-TARGET = "pixelmill.bench._invert_scaling:run_method"
+ENTRY_POINT = "pixelmill.bench._invert_scaling:run_method"
 
 #: Megapixels of the crop the loops engine is timed on.
 LOOPS_CROP_MP = {True: 0.01, False: 0.05}
@@ -49,9 +50,9 @@ def plan(ctx) -> list[Group]:
     base = dict(ctx.spec_common(), suite=NAME, sizes=o["sizes"], images=[s["npy"] for s in sample],
                 mps=[s["mp"] for s in sample], workers=o["max_workers"], loops_crop_mp=LOOPS_CROP_MP[o["quick"]],
                 engines=list(o["engines"]))
-    groups = [Group(NAME, "memcpy", "baseline", TARGET, dict(base, method="memcpy", kind="baseline"))]
+    groups = [Group(NAME, "memcpy", "baseline", ENTRY_POINT, dict(base, method="memcpy", kind="baseline"))]
     for engine in o["engines"]:
-        groups.append(Group(NAME, engine, "engine", TARGET, dict(base, method=engine, kind="engine")))
+        groups.append(Group(NAME, engine, "engine", ENTRY_POINT, dict(base, method=engine, kind="engine")))
     return groups
 
 
@@ -334,7 +335,7 @@ def _int_ticks(ax, values):
 
 
 def table(records, analysis, opts) -> str:
-    from ._report import md_table
+    from .._text import md_table
 
     rows = []
     numpy = _series(records, "numpy")
@@ -366,3 +367,28 @@ def _ok(r):
     if not r.checked:
         return "not checked"
     return ("ok" if r.match else "MISMATCH") + f" (max err {r.max_abs_err:g})"
+
+
+# -- targets -------------------------------------------------------------------------------------------------
+
+
+def _invert_memcpy(records, analyses, opts):
+    rs = ok_records(records, suite="invert-scaling", case="invert")
+    if not rs:
+        return None
+    n = max(int(r.size) for r in rs)
+    memcpy = next((r for r in rs if r.method == "memcpy" and int(r.size) == n), None)
+    engines = [r for r in rs if r.kind == "engine" and int(r.size) == n and not r.extrapolated]
+    if not memcpy or not engines:
+        return None
+    best = min(engines, key=lambda r: r.min_s)
+    return memcpy.min_s / best.min_s, (
+        f"{best.method} inverts {n} images ({best.megapixels:.1f} MP) in {best.min_s * 1e3:.1f} ms; "
+        f"copying them takes {memcpy.min_s * 1e3:.1f} ms (fastest runs; the target is stated for 24 MP RGB)")
+
+
+#: This suite's targets (:mod:`._targets`), listed in report.md in :data:`._suites.TARGET_ORDER`.
+TARGETS = [
+    Target("invert-memcpy", "invert in memory >= 80% of memcpy bandwidth", "invert-scaling", 0.80, ">=",
+           _invert_memcpy),
+]

@@ -19,7 +19,7 @@ import numpy as np
 from .. import kernels
 from ..ops import Filter, Invert, Operation, SobelMagnitude, to_dtype
 
-__all__ = ["make_op", "disk_kernel", "oracle", "ORACLE_NAME", "uint8_result", "op_label"]
+__all__ = ["make_op", "disk_kernel", "oracle", "ORACLE_NAME", "numpy_result", "uint8_result", "op_label"]
 
 BORDER = "nearest"  # pixelmill's default; every peer below is configured to match it
 
@@ -86,11 +86,17 @@ def oracle(image: np.ndarray, spec: str, *, border: str = BORDER) -> tuple[np.nd
         # The library images are unsigned; DESIGN.md's other rules are not needed here.
         return (np.iinfo(image.dtype).max - image).astype(image.dtype), ORACLE_NAME["invert"]
     if not _have_scipy():
-        from .._api import apply
-
-        return apply(op, image, border=border, engine="numpy"), ORACLE_NAME["fallback"]
+        return numpy_result(op, image, border=border), ORACLE_NAME["fallback"]
     name = ORACLE_NAME["sobel" if isinstance(op, SobelMagnitude) else "filter"]
     return _scipy_oracle(image, op, border).astype(np.float32), name
+
+
+def numpy_result(op: Operation, image: np.ndarray, *, border: str = BORDER) -> np.ndarray:
+    """``op`` on ``image`` with pixelmill's ``numpy`` engine, once (a reference, not a timing)."""
+    from ..engines import make_engine
+
+    with make_engine("numpy") as engine:
+        return engine.run(op, image, border=border)
 
 
 def float_tolerance(reference: np.ndarray) -> float:

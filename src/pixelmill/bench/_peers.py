@@ -20,10 +20,11 @@ import numpy as np
 
 from ._harness import Group, apply_measurement, measure, pair_with_delegate
 from ._records import Record
+from ._targets import Target, ok_records
 
 NAME = "peers"
 TITLE = "The same filters with OpenCV, SciPy, scikit-image, Pillow and pyvips"
-TARGET = "pixelmill.bench._peers:run_method"
+ENTRY_POINT = "pixelmill.bench._peers:run_method"
 
 #: Peer name -> the module whose import decides whether it is installed.
 PEER_MODULES = {"cv2": "cv2", "scipy": "scipy.ndimage", "skimage": "skimage.filters", "pillow": "PIL.ImageFilter",
@@ -59,10 +60,10 @@ def plan(ctx) -> list[Group]:
         if engine not in o["engines"]:
             continue
         ws = {"one": [1], "both": sorted({1, o["max_workers"]}), "max": [o["max_workers"]]}[which]
-        groups.append(Group(NAME, engine, "engine", TARGET, dict(base, method=engine, kind="engine", workers=ws)))
+        groups.append(Group(NAME, engine, "engine", ENTRY_POINT, dict(base, method=engine, kind="engine", workers=ws)))
     for peer in PEER_MODULES:
         ws = sorted({1, o["max_workers"]}) if peer in THREADED else [1]
-        groups.append(Group(NAME, peer, "peer", TARGET, dict(base, method=peer, kind="peer", workers=ws)))
+        groups.append(Group(NAME, peer, "peer", ENTRY_POINT, dict(base, method=peer, kind="peer", workers=ws)))
     return groups
 
 
@@ -318,7 +319,7 @@ def _measure_pixelmill(spec, engine_name, op_spec, image, workers, rec):
         m = measure(lambda: work(engine), repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"])
         chose = getattr(engine, "last_choice", None)
         pair_with_delegate(rec, engine, work, runs=len(m.times), budget_s=spec["budget_s"],
-                           rivals=spec["engines"])
+                           rivals=spec["engines"], shape=image.shape, itemsize=op.out_dtype(image.dtype).itemsize)
     return m, 0, ("pixelmill Engine.run with the default policy (uint8 out), a new output array per run"
                   + (f"; auto ran {chose.label}" if chose else ""))
 
@@ -418,7 +419,7 @@ def plot(records, analysis, path, opts) -> None:
 
 
 def table(records, analysis, opts) -> str:
-    from ._report import md_table
+    from .._text import md_table
 
     rows = []
     for r in records:
@@ -431,3 +432,38 @@ def table(records, analysis, opts) -> str:
                      if r.checked else "not checked", r.notes])
     return md_table(["operation", "method", "threads", "median ms", "IQR ms", "MP/s", "peak RSS MB", "check vs pixelmill",
                      "how / what differs"], rows)
+
+
+# -- targets -------------------------------------------------------------------------------------------------
+
+
+def _peer_ratio(case_prefix, peer, *, threads="same"):
+    def fn(records, analyses, opts):
+        rs = ok_records(records, suite="peers")
+        rs = [r for r in rs if r.case.startswith(case_prefix)]
+        details, worst = [], None
+        for w in sorted({r.workers for r in rs if r.method == peer}):
+            p = next((r for r in rs if r.method == peer and r.workers == w), None)
+            pm = [r for r in rs if r.kind == "engine" and r.workers == w]
+            if not p or not pm:
+                continue
+            best = min(pm, key=lambda r: r.median_s)
+            ratio = best.median_s / p.median_s
+            details.append(f"{w} thread{'s' if w > 1 else ''}: pixelmill {best.method} {best.median_s * 1e3:.1f} ms "
+                           f"vs {peer} {p.median_s * 1e3:.1f} ms = {ratio:.2f}x")
+            worst = ratio if worst is None else max(worst, ratio)
+        if worst is None:
+            return None
+        return worst, "; ".join(details) + " (the worst thread count counts)"
+    return fn
+
+
+#: This suite's targets (:mod:`._targets`), listed in report.md in :data:`._suites.TARGET_ORDER`.
+TARGETS = [
+    Target("gaussian-vs-cv2", "Gaussian <= 1.5x cv2.GaussianBlur, same threads", "peers", 1.5, "<=",
+           _peer_ratio("gaussian", "cv2")),
+    Target("disk15-vs-filter2D", "15x15 non-separable (disk) <= 1.0x cv2.filter2D, same threads", "peers", 1.0, "<=",
+           _peer_ratio("disk-15", "cv2")),
+    Target("sobel-vs-cv2", "Sobel magnitude <= 2x OpenCV, same threads", "peers", 2.0, "<=",
+           _peer_ratio("sobel", "cv2")),
+]

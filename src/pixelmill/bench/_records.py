@@ -34,10 +34,6 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
-#: Statuses a record can have. Only ``ok`` records carry timings.
-STATUSES = ("ok", "error", "not installed", "unsupported", "skipped")
-
-
 @dataclass
 class Record:
     """One measurement.

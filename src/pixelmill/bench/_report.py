@@ -9,25 +9,16 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
+from .._text import md_table
+from ._extra import require
 from ._records import SCHEMA_VERSION, Record, load_results, write_csv, write_json
+from ._suites import SUITES, compute_targets, suite_module
+from ._targets import targets_table
 
-__all__ = ["write_outputs", "rerender", "md_table"]
-
-
-def md_table(headers: list[str], rows: list[list]) -> str:
-    """A GitHub-flavoured Markdown table (``|`` in cells escaped)."""
-
-    def cell(v):
-        return str("" if v is None else v).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(map(cell, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
-    return "\n".join(lines)
+__all__ = ["write_outputs", "rerender"]
 
 
 def _suite_names(header, records) -> list[str]:
-    from ._runner import SUITES
-
     names = list(header.get("suites") or [])
     for r in records:
         if r.suite not in names and r.suite in SUITES:
@@ -37,9 +28,6 @@ def _suite_names(header, records) -> list[str]:
 
 def write_outputs(outdir, header: dict, records: list[Record]) -> tuple[dict, dict[str, Path]]:
     """Write results.csv, results.json, one PNG per suite and report.md into ``outdir``."""
-    from ._runner import suite_module
-    from ._targets import compute_targets
-
     outdir = Path(outdir)
     opts = header["options"]
     files: dict[str, Path] = {}
@@ -78,6 +66,7 @@ def write_outputs(outdir, header: dict, records: list[Record]) -> tuple[dict, di
 
 def rerender(outdir) -> tuple[dict, dict[str, Path]]:
     """Rebuild plots, targets and report.md (and the JSON's derived sections) from results.json."""
+    require(("matplotlib",))
     document, records = load_results(Path(outdir) / "results.json")
     return write_outputs(outdir, document["header"], records)
 
@@ -93,9 +82,6 @@ def _fmt_versions(versions: dict) -> str:
 
 
 def _write_report(path: Path, header, records, analyses, plots, targets, errors) -> Path:
-    from ._runner import suite_module
-    from ._targets import targets_table
-
     opts = header["options"]
     m = header["machine"]
     mode = "quick" if opts.get("quick") else "default"

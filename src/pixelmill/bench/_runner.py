@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-import importlib
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._version import __version__
+from .. import __version__
 from ..errors import InvalidParameterError
 from ._context import Context
+from ._extra import require
 from ._harness import MEMORY_METHOD, TIMING_METHOD, BenchOptions, run_group
 from ._library import ensure_library
-from ._records import SCHEMA_VERSION, Record, library_versions, machine_info, now_iso
+from ._report import write_outputs
+from ._records import Record, library_versions, machine_info, now_iso
+from ._suites import SUITES, suite_module
 
-__all__ = ["SUITES", "BenchRun", "run_bench", "suite_module"]
-
-#: Suite name -> module. Each module has NAME, TITLE, plan(ctx), analyse(records, opts),
-#: plot(records, analysis, path, opts) and table(records, analysis, opts).
-SUITES = {
-    "invert-scaling": "pixelmill.bench._invert_scaling",
-    "convolve-speedup": "pixelmill.bench._convolve_speedup",
-    "filter-bank": "pixelmill.bench._filter_bank",
-    "peers": "pixelmill.bench._peers",
-    "batch": "pixelmill.bench._batch",
-}
-
-
-def suite_module(name: str):
-    if name not in SUITES:
-        raise InvalidParameterError(f"suite {name!r} is not known; use one of {', '.join(SUITES)}")
-    return importlib.import_module(SUITES[name])
-
+__all__ = ["BenchRun", "run_bench"]
 
 @dataclass
 class BenchRun:
@@ -75,7 +60,10 @@ def run_bench(outdir, *, suites=None, options: BenchOptions | None = None, progr
     ------
     InvalidParameterError
         For an unknown suite or an option out of range (before anything runs).
+    MissingDependencyError
+        Without the ``bench`` extra's psutil or matplotlib (before anything runs).
     """
+    require()
     started = time.perf_counter()
     options = options or BenchOptions()
     progress = progress or _quiet
@@ -109,10 +97,10 @@ def run_bench(outdir, *, suites=None, options: BenchOptions | None = None, progr
         )
     if "auto" in opts["engines"]:
         # Measured afresh under this run's conditions; the suites' worker processes read it from the cache.
-        from ..engines import _calibration as calibration
+        from ..engines import calibrate, calibration_path
 
-        cal = calibration.calibrate(notify=progress)
-        header["calibration"] = {"path": str(calibration.cache_path()), "seconds": round(cal.seconds, 2),
+        cal = calibrate(notify=progress)
+        header["calibration"] = {"path": str(calibration_path()), "seconds": round(cal.seconds, 2),
                                  "table": cal.table()}
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir()
@@ -146,12 +134,6 @@ def run_bench(outdir, *, suites=None, options: BenchOptions | None = None, progr
     header["suite_seconds"] = suite_seconds
     header["wall_seconds"] = round(time.perf_counter() - started, 2)
 
-    from ._report import write_outputs
-
     document, files = write_outputs(outdir, header, records)
     return BenchRun(outdir=outdir, records=records, document=document, files=files,
                     seconds=time.perf_counter() - started)
-
-
-def build_document(header: dict, records: list[Record]) -> dict:
-    return {"schema": SCHEMA_VERSION, "header": header, "records": [r.to_dict() for r in records]}

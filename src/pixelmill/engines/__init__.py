@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._base import Engine, usable_cores
 from ._calibration import Calibration, Candidate, calibrate
+from ._calibration import cache_path as calibration_path
 from ._calibration import load as load_calibration
 from ._registry import ENGINES, EngineSpec, available_engines, check_engine, get_engine_class, make_engine
 
@@ -24,5 +25,6 @@ __all__ = [
     "Calibration",
     "Candidate",
     "calibrate",
+    "calibration_path",
     "load_calibration",
 ]

@@ -37,8 +37,6 @@ class AutoEngine(Engine):
     ----------
     last_choice : Candidate or None
         What the latest call ran on.
-    last_engine : Engine or None
-        The engine that latest call went to (the benchmark times it directly, beside ``auto``).
 
     Examples
     --------
@@ -62,7 +60,6 @@ class AutoEngine(Engine):
         self._engines: dict[tuple[str, int], Engine] = {}
         self._choices: dict = {}
         self.last_choice: _cal.Candidate | None = None
-        self.last_engine: Engine | None = None
 
     @property
     def calibration(self) -> _cal.Calibration:
@@ -101,7 +98,7 @@ class AutoEngine(Engine):
             self._engines[key] = make_engine(choice.engine, choice.workers)
         engine = self._engines[key]
         engine.tile_shape = self.tile_shape or choice.tile_shape(shape, itemsize)
-        self.last_choice, self.last_engine = choice, engine
+        self.last_choice = choice
         return engine
 
     def run(self, op, image, *, border="nearest", cval=0.0, out=None):
@@ -126,7 +123,7 @@ class AutoEngine(Engine):
         """
         items = list(items)
         spent, k = 0.0, 0
-        self.last_choice = self.last_engine = None  # until the items go to a pool
+        self.last_choice = None  # until the items go to a pool
         if len(items) >= 4 * self.workers:
             spent = POOL_PAYS_OFF_S
         while k < len(items) and (spent < POOL_PAYS_OFF_S or self.workers == 1):

@@ -212,8 +212,8 @@ def source_photos() -> list[Path]:
         pass
     if not found:
         raise MissingDependencyError(
-            "no sample photographs found: install scikit-image and matplotlib "
-            "(pip install scikit-image matplotlib, both are pixelmill dependencies)"
+            "no sample photographs found: the sample library takes them from scikit-image and matplotlib; "
+            "pip install 'pixelmill[sample]'"
         )
     return found
 

@@ -1,0 +1,57 @@
+"""The suites: the one table of them, and the targets they declare.
+
+Every suite module has ``NAME``, ``TITLE``, ``plan(ctx)``, ``analyse(records, opts)``,
+``plot(records, analysis, path, opts)``, ``table(records, analysis, opts)`` and ``TARGETS``.
+The runner and the report find them here; no suite imports this module.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import InvalidParameterError
+from ._targets import Target, evaluate
+
+__all__ = ["SUITES", "suite_module", "targets", "compute_targets", "TARGET_ORDER"]
+
+#: Suite name -> module, in the order a full run runs them.
+SUITES = {
+    "invert-scaling": "pixelmill.bench._invert_scaling",
+    "convolve-speedup": "pixelmill.bench._convolve_speedup",
+    "filter-bank": "pixelmill.bench._filter_bank",
+    "peers": "pixelmill.bench._peers",
+    "batch": "pixelmill.bench._batch",
+}
+
+#: Modules with targets that belong to no one suite.
+CROSS_SUITE = ("pixelmill.bench._auto",)
+
+#: The order report.md lists the targets in (targets not named here follow, in suite order).
+TARGET_ORDER = (
+    "invert-memcpy", "gaussian-vs-cv2", "disk15-vs-filter2D", "sobel-vs-cv2", "batch-vs-floor", "batch-vs-peers",
+    "batch-gaussian-vs-peers", "efficiency-2", "auto-vs-best", "batch-memory",
+)
+
+
+def suite_module(name: str):
+    if name not in SUITES:
+        raise InvalidParameterError(f"suite {name!r} is not known; use one of {', '.join(SUITES)}")
+    return importlib.import_module(SUITES[name])
+
+
+def targets() -> list[Target]:
+    """Every suite's ``TARGETS`` (whichever suites a run ran), in :data:`TARGET_ORDER`."""
+    found = [t for module in (*SUITES.values(), *CROSS_SUITE) for t in importlib.import_module(module).TARGETS]
+    rank = {tid: k for k, tid in enumerate(TARGET_ORDER)}
+    return sorted(found, key=lambda t: rank.get(t.id, len(rank)))
+
+
+def compute_targets(records, analyses: dict, opts: dict) -> list[dict]:
+    """One row per target of :func:`targets`: measured ratio, threshold and ``pass``/``miss``/``not measured``."""
+    return evaluate(targets(), records, analyses, opts)
+
+
+def __getattr__(name):
+    if name == "TARGETS":
+        return targets()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
