@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 #: Floor modules that every layer may use, tools and the bench included: the one home of
-#: atomic writes, of the cache folder, of the version and of the op-spec grammar.
-SHARED_FLOOR = {"pixelmill._files", "pixelmill._cache", "pixelmill._version", "pixelmill._opspec"}
+#: atomic writes, of the cache folder, of the version, of the op-spec grammar and of text tables.
+SHARED_FLOOR = {"pixelmill._files", "pixelmill._cache", "pixelmill._version", "pixelmill._opspec", "pixelmill._text"}
 
 
 def _lint(cwd: Path, src: Path) -> subprocess.CompletedProcess:
