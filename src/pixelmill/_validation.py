@@ -14,13 +14,19 @@ from .tiling import BORDER_MODES
 
 SUPPORTED_DTYPES = tuple(
     np.dtype(t)
-    for t in (np.bool_, np.uint8, np.uint16, np.uint32, np.int8, np.int16, np.int32, np.float32, np.float64)
+    for t in (
+        np.bool_, np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16, np.int32, np.int64,
+        np.float16, np.float32, np.float64,
+    )
 )
 
 
 def check_image(image) -> np.ndarray:
-    """An H x W or H x W x C array of a supported dtype, non-empty."""
+    """An H x W or H x W x C array of a supported dtype, non-empty, in native byte order
+    (a big-endian array is converted: byte order is a layout, like strides)."""
     arr = np.asarray(image)
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.ndim not in (2, 3):
         raise InvalidImageError(
             f"image must be 2-D (H x W) or 3-D (H x W x C), got shape {arr.shape!r}"

@@ -143,7 +143,16 @@ def from_array(weights, name: str = "custom", *, normalize: bool = False) -> Ker
         Naming ``name`` and what is wrong.
     """
     try:
-        arr = np.asarray(weights, dtype=np.float64)
+        raw = np.asarray(weights)
+    except (TypeError, ValueError) as exc:
+        raise InvalidKernelError(f"kernel {name!r}: weights are not numeric ({exc})") from None
+    if raw.dtype.kind == "c":
+        raise InvalidKernelError(
+            f"kernel {name!r}: weights are complex ({raw.dtype.name}); pixelmill filters with real "
+            "weights only: pass weights.real (or filter the real and imaginary parts separately)"
+        )
+    try:
+        arr = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise InvalidKernelError(f"kernel {name!r}: weights are not numeric ({exc})") from None
     if arr.ndim == 1:
