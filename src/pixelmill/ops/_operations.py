@@ -219,6 +219,8 @@ class Filter(_FloatFilter):
     kernel: _kernels.Kernel
     flip: bool = True
     policy: str | None = None
+    #: SciPy's ``origin`` ``(oy, ox)``: shifts the kernel's anchor (see :meth:`Kernel.halo`).
+    origin: tuple[int, int] = (0, 0)
 
     @property
     def label(self) -> str:  # type: ignore[override]
@@ -226,7 +228,7 @@ class Filter(_FloatFilter):
 
     @property
     def halo(self) -> tuple[int, int, int, int]:  # type: ignore[override]
-        return self.kernel.halo(flipped=self.flip)
+        return self.kernel.halo(flipped=self.flip, origin=self.origin)
 
     @property
     def default_policy(self) -> str:  # type: ignore[override]
