@@ -27,7 +27,11 @@ def apply(
         return result if out is None else out
     # A moved channel axis is computed channels-last and copied back; a 1-D row is a view.
     moved = restore is not None and planes.ndim == len(shape)
-    target = out.reshape(planes.shape) if out is not None and not moved else None
+    target = None
+    if out is not None and not moved:
+        # ``out`` itself when it has the planes' shape: ``out is image`` (in place) must reach
+        # the engine as such, for its in-place paths.
+        target = out if out.shape == planes.shape else out.reshape(planes.shape)
     with make_engine(engine, workers, **engine_options) as eng:
         result = eng.run(op, planes, border=border, cval=cval, out=target)
     if out is None:

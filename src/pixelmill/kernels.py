@@ -84,6 +84,18 @@ class Kernel:
     def factors(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(column, row)`` 1-D weights with ``outer(column, row) == weights``, or None."""
         w = self.weights
+        # One row or one column factors as itself, exactly (dividing by a pivot would round:
+        # [1, 3] as 3 * [1/3, 1] no longer gives integer results for integer images).
+        if w.shape[0] == 1 or w.shape[1] == 1:
+            if not np.any(w):
+                return None
+            if w.shape[0] == 1:
+                column, row = np.ones(1), w[0, :].copy()
+            else:
+                column, row = w[:, 0].copy(), np.ones(1)
+            column.setflags(write=False)
+            row.setflags(write=False)
+            return column, row
         peak = np.unravel_index(np.argmax(np.abs(w)), w.shape)
         pivot = w[peak]
         if pivot == 0:

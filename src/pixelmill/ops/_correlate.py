@@ -61,14 +61,6 @@ def row_pass_terms(row: np.ndarray) -> list[tuple[int, int, np.floating]]:
     return [(b, b, wt) for b, wt in enumerate(row) if wt != 0]
 
 
-def nonzero_taps(weights: np.ndarray) -> np.ndarray:
-    """Indices of the nonzero entries of the 1-D ``weights``, in order (the taps to read).
-
-    >>> nonzero_taps(np.array([1.0, 0.0, -1.0]))
-    array([0, 2])
-    """
-    return np.flatnonzero(np.asarray(weights) != 0).astype(np.int64)
-
 
 def correlate_numpy(
     block: np.ndarray,
@@ -80,8 +72,14 @@ def correlate_numpy(
 
     A separable kernel runs as a row pass then a column pass (kh + kw taps instead of
     kh * kw). A general kernel accumulates in float64 so that up to 255 x 255 taps stay
-    within rounding of the float64 reference.
+    within rounding of the float64 reference. ``inf - inf`` gives NaN silently, as in SciPy
+    (no RuntimeWarning).
     """
+    with np.errstate(invalid="ignore", over="ignore"):
+        _correlate_numpy(block, weights, out, factors)
+
+
+def _correlate_numpy(block, weights, out, factors) -> None:
     h, w = out.shape[:2]
     # Sums start from zero and add one product per tap (``acc += wt * x``); products go
     # through a reused work array, so a tile allocates nothing (see :mod:`._scratch`).
