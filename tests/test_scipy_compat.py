@@ -450,3 +450,24 @@ def test_difference_default_border_is_nearest(rng):
     image = rng.random((5, 5))
     np.testing.assert_allclose(pixelmill.gaussian_filter(image, 1.0),
                                ndi.gaussian_filter(image, 1.0, mode="nearest"), **bound([1.0], image))
+
+
+@pytest.mark.parametrize("name", ENGINES)
+def test_origin_on_8bit_images_is_the_numpy_engines_bit_for_bit(every_engine, name, rng):
+    # The float32 kernels (numba's unpadded border reads included) with shifted anchors.
+    image = rng.integers(0, 256, (11, 13, 3), dtype=np.uint8)
+    separable = np.outer([1.0, 2, 1], [1.0, 4, 6, 4, 1]) / 64
+    general = np.array([[0, 1, 0, 2], [1, -4, 1, 0.5]])
+    for weights in (separable, general):
+        for origin in _origins(weights.shape):
+            for mode in ("reflect", "constant", "wrap"):
+                for policy in (None, "clip"):
+                    want = run(every_engine["numpy"], image, weights, origin=origin, border=mode, cval=7, policy=policy)
+                    got = run(every_engine[name], image, weights, origin=origin, border=mode, cval=7, policy=policy)
+                    if name == "loops":  # float64 inside: within float32 rounding
+                        np.testing.assert_allclose(got, want, atol=1e-3 if policy is None else 1)
+                    else:
+                        np.testing.assert_array_equal(got, want, err_msg=f"{origin} {mode} {policy}")
+            want = ndi.convolve(image[..., 0].astype(np.float64), weights, origin=origin, mode="mirror")
+            got = run(every_engine[name], image[..., 0], weights, origin=origin, border="mirror")
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-3)
