@@ -65,3 +65,16 @@ def machine_calibration(tmp_path_factory):
     os.environ["PIXELMILL_CACHE"] = str(shared)
     # One xdist worker measures; the other waits for its table (and its compiled kernels).
     return calibration.load(sizes_mp=(0.002, 0.05))
+
+
+@pytest.fixture(scope="session")
+def every_engine():
+    """One started engine per registered name (2 workers), shared by the compatibility tests:
+    a process pool or a dask cluster then starts once per test run, not once per call."""
+    import pixelmill
+    from pixelmill.engines import make_engine
+
+    made = {name: make_engine(name, 2) for name in pixelmill.available_engines()}
+    yield made
+    for engine in made.values():
+        engine.close()

@@ -31,10 +31,43 @@ def test_gaussian_rejects_bad_size(size):
         kernels.gaussian(size, 1.0)
 
 
-@pytest.mark.parametrize("sigma", [0, -1, float("nan"), float("inf"), "x"])
+@pytest.mark.parametrize("sigma", [-1, float("nan"), float("inf"), "x", (1.0, 2.0, 3.0), (1.0, -1.0)])
 def test_gaussian_rejects_bad_sigma(sigma):
     with pytest.raises(InvalidKernelError, match="sigma"):
         kernels.gaussian(5, sigma)
+
+
+def test_gaussian_sigma_zero_is_the_identity_along_its_axis():
+    # As scipy.ndimage.gaussian_filter: sigma 0 leaves that axis alone.
+    assert kernels.gaussian(None, 0).shape == (1, 1)
+    k = kernels.gaussian(None, (0, 1.0))
+    assert k.shape == (1, 9) and k.weights.sum() == pytest.approx(1.0)
+    impulse = kernels.gaussian(5, 0).weights
+    assert impulse[2, 2] == 1.0 and impulse.sum() == 1.0
+
+
+@pytest.mark.parametrize("sigma,truncate,radius,shape", [
+    (1.0, 4.0, None, (9, 9)), (2.0, 4.0, None, (17, 17)), (0.5, 4.0, None, (5, 5)),
+    (1.3, 2.0, None, (7, 7)), (3.0, 4.0, 2, (5, 5)), ((1.0, 2.0), 4.0, None, (9, 17)),
+    ((1.0, 2.0), 4.0, (1, 3), (3, 7)),
+])
+def test_gaussian_size_from_sigma_follows_scipy(sigma, truncate, radius, shape):
+    # SciPy: radius = int(truncate * sigma + 0.5) (or radius), side 2 * radius + 1.
+    assert kernels.gaussian(None, sigma, truncate=truncate, radius=radius).shape == shape
+
+
+def test_gaussian_keeps_explicit_sizes_and_labels():
+    assert kernels.gaussian(9, 2).shape == (9, 9) and kernels.gaussian(9, 2).name == "gaussian-9-2"
+    assert kernels.gaussian(5, 1.0).name == "gaussian-5-1"
+    with pytest.raises(InvalidKernelError, match="radius"):
+        kernels.gaussian(5, 1.0, radius=2)
+    with pytest.raises(InvalidKernelError, match="too large"):
+        kernels.gaussian(None, 40.0)
+
+
+def test_complex_kernel_is_refused_by_name():
+    with pytest.raises(InvalidKernelError, match="kernel 'ring'.*complex"):
+        kernels.from_array(np.array([[1 + 1j, 0], [0, 1]]), "ring")
 
 
 def test_separability_detected(rng):

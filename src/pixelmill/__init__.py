@@ -13,7 +13,7 @@ from ._cache import ensure_numba_cache
 ensure_numba_cache()  # before numba loads: a read-only install still compiles its kernels
 
 from . import kernels  # noqa: E402
-from ._api import convolve, correlate, invert, sobel
+from ._api import convolve, correlate, gaussian_filter, invert, sobel
 from .engines import available_engines
 from .errors import (
     ImageTooLargeError,
@@ -39,6 +39,7 @@ __all__ = [
     "convolve",
     "correlate",
     "sobel",
+    "gaussian_filter",
     "to_dtype",
     "POLICIES",
     "BORDER_MODES",

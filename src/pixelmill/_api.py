@@ -1,37 +1,58 @@
-"""The public array API: invert, convolve, correlate, sobel."""
+"""The public array API: invert, convolve, correlate, sobel, gaussian_filter."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from . import _validation as v
+from . import kernels as _kernels
+from ._validation import AUTO
 from .engines import make_engine
 from .ops import Filter, Invert, Operation, SobelMagnitude, fuse_policy, to_dtype
 
 
 def apply(
     op: Operation, image, *, border="nearest", cval=0.0, engine="numpy", workers=None, out=None,
-    **engine_options,
+    channel_axis=AUTO, **engine_options,
 ):
     """Apply an :class:`~pixelmill.ops.Operation` with the named engine (validated here)."""
-    image = v.check_image(image)
+    shape = np.shape(image)
+    planes, restore = v.check_planes(image, channel_axis)
     border = v.check_border(border)
     cval = v.check_cval(cval)
-    out = v.check_out(out, image.shape, op.out_dtype(image.dtype))
+    out_dtype = op.out_dtype(planes.dtype)
+    out = v.check_out(out, shape, out_dtype)
+    if planes.size == 0:
+        result = np.empty(shape, dtype=out_dtype)
+        return result if out is None else out
+    # A moved channel axis is computed channels-last and copied back; a 1-D row is a view.
+    moved = restore is not None and planes.ndim == len(shape)
+    target = None
+    if out is not None and not moved:
+        # ``out`` itself when it has the planes' shape: ``out is image`` (in place) must reach
+        # the engine as such, for its in-place paths.
+        target = out if out.shape == planes.shape else out.reshape(planes.shape)
     with make_engine(engine, workers, **engine_options) as eng:
-        return eng.run(op, image, border=border, cval=cval, out=out)
+        result = eng.run(op, planes, border=border, cval=cval, out=target)
+    if out is None:
+        return result if restore is None else restore(result)
+    if moved:
+        out[...] = restore(result)
+    return out
 
 
 def _apply_filter(op, image, policy, out, **options):
-    """A filter's float result, or with ``policy`` the image dtype (see :func:`~pixelmill.ops.fuse_policy`)."""
+    """A filter's float result (float64 for float64 and wide integer images, else float32),
+    or with ``policy`` the image dtype (see :func:`~pixelmill.ops.fuse_policy`)."""
     if policy is not None:
         v.check_policy(policy)
-    image = v.check_image(image)
-    op, after = fuse_policy(op, policy, image.dtype)
+    arr = np.asarray(image)
+    dtype = arr.dtype.newbyteorder("=")  # validated by apply(); the result is native
+    op, after = fuse_policy(op, policy, dtype)
     if after is None:
-        return apply(op, image, out=out, **options)
-    v.check_out(out, image.shape, image.dtype)
-    result = to_dtype(apply(op, image, **options), image.dtype, policy=after)
+        return apply(op, arr, out=out, **options)
+    v.check_out(out, arr.shape, dtype)
+    result = to_dtype(apply(op, arr, **options), dtype, policy=after)
     if out is None:
         return result
     out[...] = result
@@ -40,7 +61,7 @@ def _apply_filter(op, image, policy, out, **options):
 
 def invert(
     image, *, engine: str = "numpy", workers: int | None = None, out: np.ndarray | None = None,
-    **engine_options,
+    channel_axis=AUTO, **engine_options,
 ) -> np.ndarray:
     """The negative of ``image``, in the image's own dtype.
 
@@ -51,7 +72,8 @@ def invert(
     Parameters
     ----------
     image : array_like
-        H x W or H x W x C.
+        H x W, H x W x C (see ``channel_axis``) or a 1-D row; bool, (u)int8/16/32/64,
+        float16/32/64, either byte order. An empty image gives an empty result.
     engine : str
         A name from :func:`pixelmill.available_engines`.
     workers : int, optional
@@ -59,6 +81,10 @@ def invert(
     out : ndarray, optional
         A preallocated C-contiguous result array of the image's shape and dtype (it may be
         ``image`` itself, to invert in place).
+    channel_axis : int or None, optional
+        The channel axis of a 3-D image (as scikit-image's): by default the last one when it
+        has 1 to 4 entries; any axis may be named. None is for 2-D images only (pixelmill
+        works on 2-D planes; volumes are not supported).
 
     Returns
     -------
@@ -77,28 +103,35 @@ def invert(
     >>> invert(np.array([[-128, 0, 127]], dtype=np.int8))
     array([[ 127,   -1, -128]], dtype=int8)
     """
-    return apply(Invert(), image, engine=engine, workers=workers, out=out, **engine_options)
+    return apply(Invert(), image, engine=engine, workers=workers, out=out, channel_axis=channel_axis, **engine_options)
 
 
 def convolve(
-    image, kernel, *, border: str = "nearest", cval: float = 0.0, engine: str = "numpy",
+    image, kernel, *, origin=0, border: str = "nearest", cval: float = 0.0, engine: str = "numpy",
     workers: int | None = None, policy: str | None = None, out: np.ndarray | None = None,
-    **engine_options,
+    channel_axis=AUTO, **engine_options,
 ) -> np.ndarray:
-    """2-D convolution of each channel with ``kernel`` (the kernel is flipped), as float32.
+    """2-D convolution of each channel with ``kernel`` (the kernel is flipped).
 
-    Same result as ``scipy.ndimage.convolve`` on each channel, including its anchor for
-    even-sized kernels, to within float32 rounding.
+    Same result as ``scipy.ndimage.convolve`` on each channel (its anchor for even-sized
+    kernels and its ``origin``), to within the rounding of the work dtype: float64 for
+    float64 images and integers wider than 16 bits, float32 otherwise.
 
     Parameters
     ----------
     image : array_like
-        H x W or H x W x C, any supported dtype.
+        H x W, H x W x C (see ``channel_axis``) or a 1-D row; bool, (u)int8/16/32/64,
+        float16/32/64, either byte order. An empty image gives an empty result.
     kernel : Kernel, str, path or array_like
         A :class:`~pixelmill.kernels.Kernel`, a name from :func:`pixelmill.kernels.names`,
-        a ``.txt``/``.csv``/``.npy`` kernel file, or 2-D weights.
+        a ``.txt``/``.csv``/``.npy`` kernel file, or 2-D real weights (complex ones are
+        refused). Zero weights are never read: a NaN or inf under them does not spread.
+    origin : int or (int, int)
+        SciPy's ``origin``, per axis ``(oy, ox)`` or one int for both: shifts the kernel's
+        anchor; each within ``-(n // 2) .. (n - 1) // 2`` for a kernel side ``n``.
     border : {"nearest", "reflect", "mirror", "constant", "wrap"}
-        SciPy's border modes. ``wrap`` wraps around the whole image.
+        SciPy's border modes (also its names ``grid-mirror``, ``grid-wrap``,
+        ``grid-constant``). ``wrap`` wraps around the whole image.
     cval : float
         Value outside the image for ``border="constant"``.
     engine, workers
@@ -107,56 +140,121 @@ def convolve(
         Convert the result back to the image dtype with this policy (see
         :func:`pixelmill.to_dtype`). ``clip``, ``abs`` and ``shift`` are applied tile by tile,
         fused with the filter, so no full-size float image is made. None (the default) or
-        ``float32`` returns the float32 result.
+        ``float32`` returns the float result.
     out : ndarray, optional
         A preallocated C-contiguous result array of the result's shape and dtype.
+    channel_axis : int or None, optional
+        As for :func:`invert`: channels are filtered independently.
 
     Returns
     -------
     ndarray
-        Same shape as ``image``: float32, or the image dtype when a ``policy`` converts it.
+        Same shape as ``image``: the float result (float64 for float64, (u)int32 and (u)int64
+        images, float32 otherwise), or the image dtype when a ``policy`` converts it.
 
     Examples
     --------
     >>> import numpy as np
     >>> convolve(np.array([[0, 10, 40]], dtype=np.uint8), "edge-x")
     array([[ 5., 20., 15.]], dtype=float32)
+    >>> convolve(np.array([0.0, 1.0, 0.0, 0.0]), [[1.0, 2.0]], origin=(0, -1))  # a 1-D row
+    array([0., 1., 2., 0.])
     """
-    op = Filter(v.check_kernel(kernel), flip=True)
+    k = v.check_kernel(kernel)
+    op = Filter(k, flip=True, origin=v.check_origin(origin, k.shape))
     return _apply_filter(
-        op, image, policy, out, border=border, cval=cval, engine=engine, workers=workers, **engine_options
+        op, image, policy, out, border=border, cval=cval, engine=engine, workers=workers,
+        channel_axis=channel_axis, **engine_options,
     )
 
 
 def correlate(
-    image, kernel, *, border: str = "nearest", cval: float = 0.0, engine: str = "numpy",
+    image, kernel, *, origin=0, border: str = "nearest", cval: float = 0.0, engine: str = "numpy",
     workers: int | None = None, policy: str | None = None, out: np.ndarray | None = None,
-    **engine_options,
+    channel_axis=AUTO, **engine_options,
 ) -> np.ndarray:
-    """2-D correlation (the kernel is not flipped; what ``cv2.filter2D`` computes), as float32.
+    """2-D correlation (the kernel is not flipped; what ``cv2.filter2D`` computes).
 
     Same parameters and result conventions as :func:`convolve`; matches
-    ``scipy.ndimage.correlate``.
+    ``scipy.ndimage.correlate``, ``origin`` included.
 
     Examples
     --------
     >>> import numpy as np
     >>> correlate(np.array([[0, 10, 40]], dtype=np.uint8), "edge-x")
     array([[ -5., -20., -15.]], dtype=float32)
+    >>> correlate(np.array([[0.0, 1.0, 0.0, 0.0]]), [[1.0, 2.0]], origin=(0, -1))
+    array([[2., 1., 0., 0.]])
     """
-    op = Filter(v.check_kernel(kernel), flip=False)
+    k = v.check_kernel(kernel)
+    op = Filter(k, flip=False, origin=v.check_origin(origin, k.shape))
     return _apply_filter(
-        op, image, policy, out, border=border, cval=cval, engine=engine, workers=workers, **engine_options
+        op, image, policy, out, border=border, cval=cval, engine=engine, workers=workers,
+        channel_axis=channel_axis, **engine_options,
+    )
+
+
+def gaussian_filter(
+    image, sigma, *, truncate: float = 4.0, radius=None, border: str = "nearest", cval: float = 0.0,
+    engine: str = "numpy", workers: int | None = None, policy: str | None = None,
+    out: np.ndarray | None = None, channel_axis=AUTO, **engine_options,
+) -> np.ndarray:
+    """Gaussian smoothing of each channel, as ``scipy.ndimage.gaussian_filter`` (same name).
+
+    The kernel is SciPy's: along each axis ``2 * radius + 1`` taps with ``radius =
+    int(truncate * sigma + 0.5)`` unless ``radius`` is given, normalized to sum 1; a sigma of
+    0 leaves that axis alone. Equal to SciPy's result to within the rounding of the work
+    dtype (see :func:`convolve`). Note pixelmill's default ``border`` is ``nearest``
+    (SciPy's ``mode`` defaults to ``reflect``).
+
+    Parameters
+    ----------
+    image : array_like
+        As for :func:`convolve`.
+    sigma : float or (float, float)
+        Standard deviation in pixels, >= 0; a pair is ``(sigma_y, sigma_x)``.
+    truncate : float
+        The kernel's radius in standard deviations (SciPy's default 4.0).
+    radius : int or (int, int), optional
+        The kernel's radius itself, overriding ``truncate``.
+    border, cval, engine, workers, policy, out, channel_axis
+        As for :func:`convolve` (``border`` takes SciPy's mode names).
+
+    Returns
+    -------
+    ndarray
+        As for :func:`convolve`.
+
+    Raises
+    ------
+    InvalidKernelError
+        For a negative or non-numeric ``sigma``, a bad ``truncate`` or ``radius``, or a kernel
+        wider than 255.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gaussian_filter(np.array([[0.0, 0.0, 1.0, 0.0, 0.0]]), (0, 1.0), radius=1).round(4)
+    array([[0.    , 0.2741, 0.4519, 0.2741, 0.    ]])
+    >>> gaussian_filter(np.eye(3, dtype=np.uint8) * 255, 0)
+    array([[255.,   0.,   0.],
+           [  0., 255.,   0.],
+           [  0.,   0., 255.]], dtype=float32)
+    """
+    kernel = _kernels.gaussian(None, sigma, truncate=truncate, radius=radius)
+    return _apply_filter(
+        Filter(kernel, flip=False), image, policy, out, border=border, cval=cval, engine=engine,
+        workers=workers, channel_axis=channel_axis, **engine_options,
     )
 
 
 def sobel(
     image, *, border: str = "nearest", cval: float = 0.0, engine: str = "numpy",
     workers: int | None = None, policy: str | None = None, out: np.ndarray | None = None,
-    **engine_options,
+    channel_axis=AUTO, **engine_options,
 ) -> np.ndarray:
-    """Sobel gradient magnitude ``hypot(convolve(sobel-x), convolve(sobel-y))`` as float32,
-    or converted to the image dtype with ``policy`` (parameters as for :func:`convolve`).
+    """Sobel gradient magnitude ``hypot(convolve(sobel-x), convolve(sobel-y))`` as the float
+    result, or converted to the image dtype with ``policy`` (parameters as for :func:`convolve`).
 
     Examples
     --------
@@ -166,5 +264,5 @@ def sobel(
     """
     return _apply_filter(
         SobelMagnitude(), image, policy, out, border=border, cval=cval, engine=engine, workers=workers,
-        **engine_options,
+        channel_axis=channel_axis, **engine_options,
     )

@@ -11,7 +11,8 @@ __all__ = ["parse_op", "OP_HELP"]
 
 OP_HELP = (
     "invert, sobel, a kernel name (" + ", ".join(kernels.names()) + "), "
-    "gaussian:size=9,sigma=2, or kernel:PATH[,normalize] (a .txt/.csv/.npy kernel file)"
+    "gaussian:sigma=2 (size from sigma, as SciPy: 2 * int(4 * sigma + 0.5) + 1), gaussian:size=9,sigma=2, "
+    "gaussian:sigma=2,truncate=3, or kernel:PATH[,normalize] (a .txt/.csv/.npy kernel file)"
 )
 
 
@@ -34,6 +35,8 @@ def parse_op(spec: str) -> Operation:
     --------
     >>> parse_op("gaussian:size=9,sigma=2").label
     'gaussian-9-2'
+    >>> parse_op("gaussian:sigma=3").label, parse_op("gaussian").label
+    ('gaussian-25-3', 'gaussian-5-1')
     >>> parse_op("invert").label
     'invert'
     """
@@ -44,15 +47,20 @@ def parse_op(spec: str) -> Operation:
     if name == "sobel" and not rest:
         return SobelMagnitude()
     if name == "gaussian":
-        opts = _options(rest, spec, {"size", "sigma"})
+        opts = _options(rest, spec, {"size", "sigma", "truncate"})
+        if not opts:
+            return Filter(kernels.gaussian(5, 1.0))  # the default op keeps its 5x5 kernel
         try:
-            size = int(opts.get("size", 5))
+            size = int(opts["size"]) if "size" in opts else None
             sigma = float(opts.get("sigma", 1.0))
+            truncate = float(opts.get("truncate", 4.0))
         except ValueError:
             raise InvalidParameterError(
-                f"op {spec!r}: size must be an odd integer and sigma a number"
+                f"op {spec!r}: size must be an odd integer, sigma and truncate numbers"
             ) from None
-        return Filter(kernels.gaussian(size, sigma))
+        if size is not None and "truncate" in opts:
+            raise InvalidParameterError(f"op {spec!r}: give size or truncate, not both")
+        return Filter(kernels.gaussian(size, sigma, truncate=truncate))
     if name == "kernel":
         path, _, flag = rest.partition(",")
         if not path:

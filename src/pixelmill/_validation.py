@@ -14,19 +14,23 @@ from .tiling import BORDER_MODES
 
 SUPPORTED_DTYPES = tuple(
     np.dtype(t)
-    for t in (np.bool_, np.uint8, np.uint16, np.uint32, np.int8, np.int16, np.int32, np.float32, np.float64)
+    for t in (
+        np.bool_, np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16, np.int32, np.int64,
+        np.float16, np.float32, np.float64,
+    )
 )
 
 
 def check_image(image) -> np.ndarray:
-    """An H x W or H x W x C array of a supported dtype, non-empty."""
+    """An H x W or H x W x C array of a supported dtype, in native byte order (a big-endian
+    array is converted: byte order is a layout, like strides). It may be empty."""
     arr = np.asarray(image)
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.ndim not in (2, 3):
         raise InvalidImageError(
             f"image must be 2-D (H x W) or 3-D (H x W x C), got shape {arr.shape!r}"
         )
-    if arr.size == 0:
-        raise InvalidImageError(f"image is empty (shape {arr.shape!r})")
     if arr.dtype not in SUPPORTED_DTYPES:
         raise UnsupportedImageError(
             f"image dtype {arr.dtype.name!r} is not supported; use one of "
@@ -35,12 +39,105 @@ def check_image(image) -> np.ndarray:
     return arr
 
 
+class _Auto:
+    """The default ``channel_axis``: -1 for a 3-D image whose last axis has 1-4 channels."""
+
+    def __repr__(self) -> str:
+        return "'auto'"
+
+
+#: The default of ``channel_axis`` (see :func:`check_planes`).
+AUTO = _Auto()
+#: Most channels the default ``channel_axis`` takes a last axis for (grey+alpha, RGB, RGBA).
+MAX_AUTO_CHANNELS = 4
+
+
+def check_planes(image, channel_axis=AUTO):
+    """``(planes, restore)``: the image as H x W or H x W x C (channels last), and a function
+    giving a result of ``planes``' shape the caller's layout back (None: it has it already).
+
+    A 1-D image is one row; ``channel_axis`` names the channel axis of a 3-D image (moved
+    last, and back); by default it is the last one when it has at most 4 entries.
+    """
+    arr = np.asarray(image)
+    if channel_axis is not AUTO and channel_axis is not None:
+        if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)):
+            raise InvalidParameterError(
+                f"channel_axis must be an integer axis or None, got {channel_axis!r}"
+            )
+    if arr.ndim == 1:
+        if channel_axis is not AUTO and channel_axis is not None:
+            raise InvalidParameterError(
+                f"channel_axis={channel_axis!r} was given for a 1-D image (one row, no channels); "
+                "leave it out or pass None"
+            )
+        return check_image(arr[np.newaxis]), lambda result: result[0]
+    if arr.ndim == 2:
+        if channel_axis is not AUTO and channel_axis is not None:
+            raise InvalidParameterError(
+                f"channel_axis={channel_axis!r} was given for a 2-D image of shape {arr.shape!r}, "
+                "which has no channel axis (H x W); leave it out or pass None"
+            )
+        return check_image(arr), None
+    if arr.ndim != 3:
+        raise InvalidImageError(
+            f"image must be 1-D, 2-D (H x W) or 3-D (with a channel axis), got shape {arr.shape!r}"
+        )
+    if channel_axis is None:
+        raise InvalidImageError(
+            f"channel_axis=None on a 3-D image of shape {arr.shape!r}: pixelmill filters 2-D planes "
+            "(volumes are not supported). Give the channel axis (channel_axis=-1 for H x W x C), or "
+            "loop over the planes: np.stack([pixelmill.convolve(plane, kernel) for plane in volume])"
+        )
+    if channel_axis is AUTO:
+        if arr.shape[-1] > MAX_AUTO_CHANNELS:
+            raise InvalidImageError(
+                f"image of shape {arr.shape!r}: its last axis has {arr.shape[-1]} entries, more than the "
+                f"{MAX_AUTO_CHANNELS} channels taken by default; pass channel_axis= to name the channel "
+                "axis (pixelmill filters 2-D planes; volumes are not supported)"
+            )
+        return check_image(arr), None
+    if not -3 <= channel_axis <= 2:
+        raise InvalidParameterError(
+            f"channel_axis={channel_axis!r} is out of range for a 3-D image; use -3 to 2 (or None for 2-D)"
+        )
+    axis = int(channel_axis) % 3
+    if axis == 2:
+        return check_image(arr), None
+    moved = check_image(np.moveaxis(arr, axis, -1))
+    return moved, lambda result: np.ascontiguousarray(np.moveaxis(result, -1, axis))
+
+
+#: SciPy's other names of the border modes: for filters (no interpolation) they are the same.
+BORDER_ALIASES = {"grid-mirror": "reflect", "grid-wrap": "wrap", "grid-constant": "constant"}
+
+
 def check_border(border) -> str:
+    if isinstance(border, str) and border in BORDER_ALIASES:
+        return BORDER_ALIASES[border]
     if border not in BORDER_MODES:
         raise InvalidParameterError(
-            f"border {border!r} is not known; use one of {', '.join(BORDER_MODES)}"
+            f"border {border!r} is not known; use one of {', '.join(BORDER_MODES)} "
+            f"(or SciPy's {', '.join(BORDER_ALIASES)})"
         )
     return border
+
+
+def check_origin(origin, shape) -> tuple[int, int]:
+    """SciPy's ``origin``: an int for both axes or ``(oy, ox)``, each within
+    ``-(n // 2) .. (n - 1) // 2`` for a kernel side ``n``."""
+    values = tuple(origin) if isinstance(origin, (tuple, list, np.ndarray)) else (origin, origin)
+    if len(values) != 2 or any(isinstance(o, bool) or not isinstance(o, (int, np.integer)) for o in values):
+        raise InvalidParameterError(
+            f"origin must be an integer or a pair of integers (oy, ox), got {origin!r}"
+        )
+    for o, n, axis in zip(values, shape, ("rows", "columns")):
+        if not -(n // 2) <= o <= (n - 1) // 2:
+            raise InvalidParameterError(
+                f"origin {origin!r} is out of range for a kernel of {n} {axis}: "
+                f"use {-(n // 2)} to {(n - 1) // 2}"
+            )
+    return int(values[0]), int(values[1])
 
 
 def check_cval(cval) -> float:

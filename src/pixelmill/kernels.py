@@ -60,23 +60,42 @@ class Kernel:
     def shape(self) -> tuple[int, int]:
         return self.weights.shape  # type: ignore[return-value]
 
-    def halo(self, *, flipped: bool = False) -> tuple[int, int, int, int]:
+    def halo(self, *, flipped: bool = False, origin: tuple[int, int] = (0, 0)) -> tuple[int, int, int, int]:
         """Rows/columns of context needed (top, bottom, left, right).
 
         SciPy's anchor convention: correlation centres an even kernel at ``n // 2``; convolution
-        flips the kernel, which mirrors the halo.
+        flips the kernel, which mirrors the halo. ``origin`` ``(oy, ox)`` shifts the anchor as
+        SciPy's ``origin`` does, for correlation (``+o``) and for convolution (SciPy negates
+        it and, for an even side, moves it one more: the kernel is then anchored at the same
+        sample as correlation with the flipped kernel and ``-o - 1``).
+
+        >>> from_array([[1, 2, 3, 4]]).halo(origin=(0, 1)), from_array([[1, 2, 3, 4]]).halo(flipped=True, origin=(0, 1))
+        ((0, 0, 3, 0), (0, 0, 0, 3))
         """
         kh, kw = self.shape
-        top, left = kh // 2, kw // 2
-        bottom, right = kh - 1 - top, kw - 1 - left
+        oy, ox = origin
         if flipped:
-            return bottom, top, right, left
-        return top, bottom, left, right
+            top, left = (kh - 1) // 2 - oy, (kw - 1) // 2 - ox
+        else:
+            top, left = kh // 2 + oy, kw // 2 + ox
+        return top, kh - 1 - top, left, kw - 1 - left
 
     @cached_property
     def factors(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(column, row)`` 1-D weights with ``outer(column, row) == weights``, or None."""
         w = self.weights
+        # One row or one column factors as itself, exactly (dividing by a pivot would round:
+        # [1, 3] as 3 * [1/3, 1] no longer gives integer results for integer images).
+        if w.shape[0] == 1 or w.shape[1] == 1:
+            if not np.any(w):
+                return None
+            if w.shape[0] == 1:
+                column, row = np.ones(1), w[0, :].copy()
+            else:
+                column, row = w[:, 0].copy(), np.ones(1)
+            column.setflags(write=False)
+            row.setflags(write=False)
+            return column, row
         peak = np.unravel_index(np.argmax(np.abs(w)), w.shape)
         pivot = w[peak]
         if pivot == 0:
@@ -143,7 +162,16 @@ def from_array(weights, name: str = "custom", *, normalize: bool = False) -> Ker
         Naming ``name`` and what is wrong.
     """
     try:
-        arr = np.asarray(weights, dtype=np.float64)
+        raw = np.asarray(weights)
+    except (TypeError, ValueError) as exc:
+        raise InvalidKernelError(f"kernel {name!r}: weights are not numeric ({exc})") from None
+    if raw.dtype.kind == "c":
+        raise InvalidKernelError(
+            f"kernel {name!r}: weights are complex ({raw.dtype.name}); pixelmill filters with real "
+            "weights only: pass weights.real (or filter the real and imaginary parts separately)"
+        )
+    try:
+        arr = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise InvalidKernelError(f"kernel {name!r}: weights are not numeric ({exc})") from None
     if arr.ndim == 1:
@@ -167,43 +195,113 @@ def from_array(weights, name: str = "custom", *, normalize: bool = False) -> Ker
     return Kernel(name, _freeze(arr))
 
 
-def gaussian(size: int = 5, sigma: float = 1.0) -> Kernel:
-    """A ``size`` x ``size`` Gaussian, ``exp(-(x^2 + y^2) / (2 sigma^2))``, normalized to sum 1.
+def _gaussian_sigmas(sigma) -> tuple[float, float]:
+    values = sigma if isinstance(sigma, (tuple, list, np.ndarray)) else (sigma, sigma)
+    if len(values) != 2:
+        raise InvalidKernelError(
+            f"gaussian sigma must be a number or a pair (sigma_y, sigma_x), got {sigma!r}"
+        )
+    out = []
+    for value in values:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise InvalidKernelError(
+                f"gaussian sigma must be a number >= 0 or a pair of them, got {sigma!r}"
+            ) from None
+        if not math.isfinite(value) or value < 0:
+            raise InvalidKernelError(f"gaussian sigma must be a number >= 0 or a pair of them, got {sigma!r}")
+        out.append(value)
+    return out[0], out[1]
+
+
+def _gaussian_radius(sigma: float, truncate: float, radius) -> int:
+    if radius is None:
+        return int(truncate * sigma + 0.5)  # SciPy's rule
+    return int(radius)
+
+
+def _gaussian_1d(sigma: float, radius: int) -> np.ndarray:
+    # SciPy's expression (scipy.ndimage._gaussian_kernel1d, order 0); sigma 0 is the identity.
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    if sigma == 0:
+        return (x == 0).astype(np.float64)
+    phi = np.exp(-0.5 / (sigma * sigma) * x * x)
+    return phi / phi.sum()
+
+
+def gaussian(size: int | None = 5, sigma=1.0, *, truncate: float = 4.0, radius=None) -> Kernel:
+    """A Gaussian kernel, ``exp(-(y^2 / sy^2 + x^2 / sx^2) / 2)``, normalized to sum 1.
 
     Parameters
     ----------
-    size : int
-        Odd side length, 1 to 255.
-    sigma : float
-        Standard deviation in pixels, > 0.
+    size : int or None
+        Odd side length, 1 to 255. None derives it from ``sigma`` by SciPy's rule: along each
+        axis ``2 * radius + 1`` with ``radius = int(truncate * sigma + 0.5)`` (or ``radius``
+        when given), as ``scipy.ndimage.gaussian_filter`` does.
+    sigma : float or (float, float)
+        Standard deviation in pixels, >= 0; a pair is ``(sigma_y, sigma_x)``. 0 along an axis
+        is the identity along it (one tap, or a centred impulse with an explicit ``size``).
+    truncate : float
+        With ``size=None``: the radius in standard deviations (SciPy's default, 4.0).
+    radius : int or (int, int), optional
+        With ``size=None``: the radius itself, overriding ``truncate`` (SciPy's ``radius``).
 
     Raises
     ------
     InvalidKernelError
-        If ``size`` is even, not positive, too large, or ``sigma`` is not a positive number.
+        If ``size`` is even, not positive, too large, ``sigma`` is negative or not a number,
+        or ``truncate``/``radius`` are invalid.
 
     Examples
     --------
     >>> gaussian(3, 1.0).shape
     (3, 3)
+    >>> gaussian(None, 2.0).shape, gaussian(None, (0, 1.0)).shape, gaussian(None, 1.0, radius=2).shape
+    ((17, 17), (1, 9), (5, 5))
+    >>> gaussian(9, 2).name, gaussian(None, 2).name
+    ('gaussian-9-2', 'gaussian-17-2')
     """
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-        raise InvalidKernelError(f"gaussian size must be an odd integer, got {size!r}")
-    if size < 1 or size % 2 == 0:
-        raise InvalidKernelError(f"gaussian size must be a positive odd integer, got {size!r}")
-    if size > MAX_KERNEL_SIDE:
-        raise InvalidKernelError(f"gaussian size {size!r} is too large (at most {MAX_KERNEL_SIDE})")
-    try:
-        sigma = float(sigma)
-    except (TypeError, ValueError):
-        raise InvalidKernelError(f"gaussian sigma must be a positive number, got {sigma!r}") from None
-    if not math.isfinite(sigma) or sigma <= 0:
-        raise InvalidKernelError(f"gaussian sigma must be a positive number, got {sigma!r}")
-    r = size // 2
-    x = np.arange(-r, r + 1, dtype=np.float64)
-    g = np.exp(-(x * x) / (2.0 * sigma * sigma))
-    g /= g.sum()
-    return from_array(np.outer(g, g), f"gaussian-{size}-{sigma:g}")
+    sy, sx = _gaussian_sigmas(sigma)
+    if size is None:
+        try:
+            truncate = float(truncate)
+        except (TypeError, ValueError):
+            raise InvalidKernelError(f"gaussian truncate must be a positive number, got {truncate!r}") from None
+        if not math.isfinite(truncate) or truncate <= 0:
+            raise InvalidKernelError(f"gaussian truncate must be a positive number, got {truncate!r}")
+        radii = radius if isinstance(radius, (tuple, list)) else (radius, radius)
+        if len(radii) != 2 or any(
+            r is not None and (isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 0) for r in radii
+        ):
+            raise InvalidKernelError(
+                f"gaussian radius must be an integer >= 0 or a pair of them, got {radius!r}"
+            )
+        ry = 0 if sy == 0 and radii[0] is None else _gaussian_radius(sy, truncate, radii[0])
+        rx = 0 if sx == 0 and radii[1] is None else _gaussian_radius(sx, truncate, radii[1])
+        if max(ry, rx) * 2 + 1 > MAX_KERNEL_SIDE:
+            raise InvalidKernelError(
+                f"gaussian sigma {sigma!r} with truncate {truncate!r} gives a {2 * ry + 1}x{2 * rx + 1} kernel, "
+                f"too large (at most {MAX_KERNEL_SIDE} a side); lower truncate or give radius"
+            )
+    else:
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+            raise InvalidKernelError(f"gaussian size must be an odd integer or None, got {size!r}")
+        if size < 1 or size % 2 == 0:
+            raise InvalidKernelError(f"gaussian size must be a positive odd integer, got {size!r}")
+        if size > MAX_KERNEL_SIDE:
+            raise InvalidKernelError(f"gaussian size {size!r} is too large (at most {MAX_KERNEL_SIDE})")
+        if radius is not None:
+            raise InvalidKernelError(f"gaussian: give size or radius, not both (size={size!r}, radius={radius!r})")
+        if sy == 0 and sx == 0:
+            pass  # a centred impulse
+        ry = rx = int(size) // 2
+    gy, gx = _gaussian_1d(sy, ry), _gaussian_1d(sx, rx)
+    if sy == sx:
+        label = f"gaussian-{2 * rx + 1}-{sx:g}" if ry == rx else f"gaussian-{2 * ry + 1}x{2 * rx + 1}-{sx:g}"
+    else:
+        label = f"gaussian-{2 * ry + 1}x{2 * rx + 1}-{sy:g}x{sx:g}"
+    return from_array(np.outer(gy, gx), label)
 
 
 def _named() -> dict[str, np.ndarray]:

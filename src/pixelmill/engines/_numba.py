@@ -22,6 +22,12 @@ class NumbaEngine(Engine):
     The kernels are compiled on first use (a few seconds) and cached on disk, so later
     processes load them instead of compiling again.
 
+    The kernels compute in float32, the work dtype of 8/16-bit, float16 and float32 images.
+    Images computed in float64 (float64, (u)int32, (u)int64; see
+    :func:`pixelmill.ops.work_dtype`) run the numpy flavour's code on this engine, exactly
+    the numpy engine's result: compiling float64 variants of every kernel would double the
+    compile time for little speed.
+
     Parameters
     ----------
     workers : int, optional

@@ -1,6 +1,6 @@
 """Operations (what to compute) and dtype conversion policies."""
 
-from ._convert import POLICIES, dtype_range, to_dtype
+from ._convert import POLICIES, dtype_range, to_dtype, work_dtype
 from ._operations import FLAVOURS, TILEWISE_POLICIES, Filter, Invert, Operation, SobelMagnitude, fuse_policy
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "POLICIES",
     "dtype_range",
     "to_dtype",
+    "work_dtype",
 ]

@@ -1,7 +1,8 @@
 """Valid-region correlation of a padded block: ``out[i, j] = sum w[a, b] * block[i + a, j + b]``.
 
 Every flavour computes the same sum; convolution is correlation with the flipped kernel
-(the caller flips it). ``block`` is the padded input (H + kh - 1) x (W + kw - 1) [x C].
+(the caller flips it). Taps whose weight is zero are never read (as in SciPy): a NaN or an
+infinity under a zero tap does not spread into the result (``0 * inf`` would be NaN). ``block`` is the padded input (H + kh - 1) x (W + kw - 1) [x C].
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ def correlate_loops(block: np.ndarray, weights: np.ndarray, out: np.ndarray) -> 
     h, w = out.shape[:2]
     channels = out.shape[2] if out.ndim == 3 else None
     src = block.tolist()
-    taps = [(a, b, float(weights[a, b])) for a in range(kh) for b in range(kw)]
+    taps = [(a, b, float(weights[a, b])) for a in range(kh) for b in range(kw) if weights[a, b] != 0]
     result = []
     for i in range(h):
         row = []
@@ -46,17 +47,19 @@ def row_pass_terms(row: np.ndarray) -> list[tuple[int, int, np.floating]]:
     A palindromic row (Gaussians, boxes: ``row[b] == row[-1 - b]``) folds its mirrored taps:
     ``w * (x[b] + x[-1 - b])``, outer pair first, the middle tap last. That is half the
     multiplications, and for integer images the sum of two samples is exact, so each term is
-    rounded once instead of three times. Other rows add one tap at a time, in order.
+    rounded once instead of three times. Other rows add one tap at a time, in order. Zero
+    weights (zero pairs when folded) are left out: their samples are never read.
 
     >>> row_pass_terms(np.array([1, 2, 1], dtype=np.float32))
     [(0, 2, np.float32(1.0)), (1, 1, np.float32(2.0))]
     >>> row_pass_terms(np.array([1, 0, -1], dtype=np.float32))
-    [(0, 0, np.float32(1.0)), (1, 1, np.float32(0.0)), (2, 2, np.float32(-1.0))]
+    [(0, 0, np.float32(1.0)), (2, 2, np.float32(-1.0))]
     """
     kw = len(row)
     if kw > 1 and np.array_equal(row, row[::-1]):
-        return [(b, kw - 1 - b, row[b]) for b in range((kw + 1) // 2)]
-    return [(b, b, wt) for b, wt in enumerate(row)]
+        return [(b, kw - 1 - b, row[b]) for b in range((kw + 1) // 2) if row[b] != 0]
+    return [(b, b, wt) for b, wt in enumerate(row) if wt != 0]
+
 
 
 def correlate_numpy(
@@ -69,8 +72,14 @@ def correlate_numpy(
 
     A separable kernel runs as a row pass then a column pass (kh + kw taps instead of
     kh * kw). A general kernel accumulates in float64 so that up to 255 x 255 taps stay
-    within rounding of the float64 reference.
+    within rounding of the float64 reference. ``inf - inf`` gives NaN silently, as in SciPy
+    (no RuntimeWarning).
     """
+    with np.errstate(invalid="ignore", over="ignore"):
+        _correlate_numpy(block, weights, out, factors)
+
+
+def _correlate_numpy(block, weights, out, factors) -> None:
     h, w = out.shape[:2]
     # Sums start from zero and add one product per tap (``acc += wt * x``); products go
     # through a reused work array, so a tile allocates nothing (see :mod:`._scratch`).
@@ -90,9 +99,10 @@ def correlate_numpy(
         # The column pass sums straight into ``out`` (its dtype is the work dtype here).
         out.fill(0)
         product = product[:h]
-        for a, wt in enumerate(column):
-            np.multiply(tmp[a : a + h], dtype.type(wt), out=product)
-            out += product
+        for a, wt in enumerate(column.astype(dtype)):
+            if wt != 0:
+                np.multiply(tmp[a : a + h], wt, out=product)
+                out += product
         return
     kh, kw = weights.shape
     acc = scratch("correlate.sum64", out.shape, np.float64)
@@ -100,6 +110,7 @@ def correlate_numpy(
     acc.fill(0)
     for a in range(kh):
         for b in range(kw):
-            np.multiply(block[a : a + h, b : b + w], weights[a, b], out=product)
-            acc += product
+            if weights[a, b] != 0:
+                np.multiply(block[a : a + h, b : b + w], weights[a, b], out=product)
+                acc += product
     out[...] = acc

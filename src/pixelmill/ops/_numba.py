@@ -8,8 +8,13 @@ only possible bit difference is the sign of a zero result):
   work dtype (float32), each summing its taps in index order starting from the first tap; a
   palindromic row (Gaussians, boxes) adds its mirrored taps first and multiplies once
   (:func:`._correlate.row_pass_terms`);
-* general kernels: every tap ``float64(x) * w[a, b]`` added in row-major tap order into a
-  float64 accumulator, rounded to the output dtype once at the end.
+* general kernels: every nonzero tap ``float64(x) * w[a, b]`` added in row-major tap order
+  into a float64 accumulator, rounded to the output dtype once at the end.
+
+Zero taps (weights, factor taps, folded pairs) are skipped in every path, as the NumPy flavour
+skips them: their samples are never read, so a NaN or an infinity under one does not spread.
+The kernels compute in float32 (8/16-bit, float16 and float32 images); images computed in
+float64 (float64, wider integers) run the NumPy flavour's code (see :mod:`._operations`).
 
 The kernels read the padded block in the image's own dtype, converting each sample to float32
 as they load it (exactly what the NumPy flavour's float32 copy holds), and store either the
@@ -292,80 +297,151 @@ def _palindromic(weights):
     return True
 
 
+@numba.njit(inline="always")
+def _next_tap(weights, b, end):
+    """The first index ``>= b`` (and ``< end``) of a nonzero weight, or ``end`` or more: zero
+    taps are never read, so a NaN or an infinity under one does not spread (``0 * inf``)."""
+    while b < end and weights[b] == 0:
+        b += 1
+    return b
+
+
+@numba.njit(inline="always")
+def _zero(dst, m):
+    for k in range(m):
+        dst[k] = 0.0
+
+
 @_jit_serial
 def _row_pass_folded(src, start, weights, step, dst, m):
     """:func:`_row_pass` for palindromic ``weights``: the sum of ``weights[t] * (x[t] +
     x[kw - 1 - t])`` over ``t < kw // 2``, in order, then ``+ weights[mid] * x[mid]`` for an
-    odd ``kw`` (see :func:`._correlate.row_pass_terms`)."""
+    odd ``kw`` (see :func:`._correlate.row_pass_terms`); zero pairs are skipped."""
     kw = weights.shape[0]
     terms = (kw + 1) // 2
-    last = terms - 1
-    for t in range(0, terms, 3):
-        t1, t2 = min(t + 1, last), min(t + 2, last)
+    t = _next_tap(weights, 0, terms)
+    if t >= terms:
+        _zero(dst, m)
+        return
+    first = True
+    while t < terms:
+        # Up to three nonzero terms per sweep; unused ones repeat the last (never added).
+        t1 = _next_tap(weights, t + 1, terms)
+        t2 = _next_tap(weights, t1 + 1, terms)
+        n = 1 + (t1 < terms) + (t2 < terms)
+        last = t2 if n == 3 else (t1 if n == 2 else t)
+        t1, t2 = min(t1, last), min(t2, last)
         a0, a1, a2 = start + t * step, start + t1 * step, start + t2 * step
         b0, b1, b2 = start + (kw - 1 - t) * step, start + (kw - 1 - t1) * step, start + (kw - 1 - t2) * step
-        n = min(3, terms - t)
         _sweep_pairs(
-            dst, m, t == 0,
+            dst, m, first,
             src[a0 : a0 + m], src[b0 : b0 + m], weights[t],
             src[a1 : a1 + m], src[b1 : b1 + m], weights[t1],
             src[a2 : a2 + m], src[b2 : b2 + m], weights[t2],
-            n, kw % 2 == 1 and t + n == terms,
+            n, kw % 2 == 1 and last == terms - 1,
         )
+        first = False
+        t = _next_tap(weights, last + 1, terms)
 
 
 @_jit_serial
 def _row_pass(src, start, weights, step, dst, m):
-    """``dst[k] = sum_b weights[b] * src[start + b * step + k]`` for ``k < m``, taps in order;
-    palindromic weights (Gaussians, boxes) fold into :func:`_row_pass_folded`."""
+    """``dst[k] = sum_b weights[b] * src[start + b * step + k]`` for ``k < m``, nonzero taps
+    in order; palindromic weights (Gaussians, boxes) fold into :func:`_row_pass_folded`."""
     # Slices indexed from 0 let LLVM drop numba's negative-index wraparound test, which would
     # otherwise turn every vector load into a gather of single elements.
     kw = weights.shape[0]
     if kw > 1 and _palindromic(weights):
         _row_pass_folded(src, start, weights, step, dst, m)
         return
-    last = kw - 1
-    for b in range(0, kw, 5):
-        # Unused taps of the last sweep just repeat the last one (never added).
-        b1, b2, b3, b4 = min(b + 1, last), min(b + 2, last), min(b + 3, last), min(b + 4, last)
+    _taps_pass(src, start, weights, step, dst, m)
+
+
+@_jit_serial
+def _taps_pass(src, start, weights, step, dst, m):
+    """``dst[k] = sum_b weights[b] * src[start + b * step + k]``, nonzero taps in order."""
+    kw = weights.shape[0]
+    b = _next_tap(weights, 0, kw)
+    if b >= kw:
+        _zero(dst, m)
+        return
+    first = True
+    while b < kw:
+        # Up to five nonzero taps per sweep; unused taps repeat the last one (never added).
+        b1 = _next_tap(weights, b + 1, kw)
+        b2 = _next_tap(weights, b1 + 1, kw)
+        b3 = _next_tap(weights, b2 + 1, kw)
+        b4 = _next_tap(weights, b3 + 1, kw)
+        n = 1 + (b1 < kw) + (b2 < kw) + (b3 < kw) + (b4 < kw)
+        last = b
+        for c in (b1, b2, b3, b4):
+            if c < kw:
+                last = c
+        b1, b2, b3, b4 = min(b1, last), min(b2, last), min(b3, last), min(b4, last)
         o0, o1, o2 = start + b * step, start + b1 * step, start + b2 * step
         o3, o4 = start + b3 * step, start + b4 * step
         _sweep(
-            dst, m, b == 0,
+            dst, m, first,
             src[o0 : o0 + m], weights[b],
             src[o1 : o1 + m], weights[b1],
             src[o2 : o2 + m], weights[b2],
             src[o3 : o3 + m], weights[b3],
             src[o4 : o4 + m], weights[b4],
-            min(5, kw - b),
+            n,
         )
+        first = False
+        b = _next_tap(weights, last + 1, kw)
 
 
 @_jit_serial
 def _column_pass(ring, top, weights, dst, m):
-    """``dst[k] = sum_a weights[a] * ring[(top + a) % kh, k]`` for ``k < m``, taps in order."""
+    """``dst[k] = sum_a weights[a] * ring[(top + a) % kh, k]`` for ``k < m``, nonzero taps in
+    order (the ring's rows are :func:`_taps_pass`'s samples, ``kh`` rows apart)."""
     kh = weights.shape[0]
-    last = kh - 1
-    for a in range(0, kh, 5):
-        a1, a2, a3, a4 = min(a + 1, last), min(a + 2, last), min(a + 3, last), min(a + 4, last)
+    a = _next_tap(weights, 0, kh)
+    if a >= kh:
+        _zero(dst, m)
+        return
+    first = True
+    while a < kh:
+        a1 = _next_tap(weights, a + 1, kh)
+        a2 = _next_tap(weights, a1 + 1, kh)
+        a3 = _next_tap(weights, a2 + 1, kh)
+        a4 = _next_tap(weights, a3 + 1, kh)
+        n = 1 + (a1 < kh) + (a2 < kh) + (a3 < kh) + (a4 < kh)
+        last = a
+        for c in (a1, a2, a3, a4):
+            if c < kh:
+                last = c
+        a1, a2, a3, a4 = min(a1, last), min(a2, last), min(a3, last), min(a4, last)
         _sweep(
-            dst, m, a == 0,
+            dst, m, first,
             ring[(top + a) % kh, :m], weights[a],
             ring[(top + a1) % kh, :m], weights[a1],
             ring[(top + a2) % kh, :m], weights[a2],
             ring[(top + a3) % kh, :m], weights[a3],
             ring[(top + a4) % kh, :m], weights[a4],
-            min(5, kh - a),
+            n,
         )
+        first = False
+        a = _next_tap(weights, last + 1, kh)
+
+
+@numba.njit(inline="always")
+def _has_zero(weights):
+    for a in range(weights.shape[0]):
+        if weights[a] == 0:
+            return True
+    return False
 
 
 @_jit_serial
 def _column_store(ring, top, weights, line, out, m, store, lo, hi, mid):
     """``out[:m]`` = the column pass of :func:`_column_pass`, stored by ``store``. Up to five
     taps (the usual kernels) in one loop that keeps each sum in a register, the same additions
-    in the same order; longer columns go through ``line``."""
+    in the same order; longer columns, and columns with zero taps, go through ``line``."""
     kh = weights.shape[0]
-    if kh > 5 or store == STORE_FLOAT:
+    if kh > 5 or store == STORE_FLOAT or _has_zero(weights):
         _column_pass(ring, top, weights, line, m)
         _store_row(line, out, m, store, lo, hi, mid)
     elif store == STORE_CLIP:  # one inlined copy per policy, as in _store_row
@@ -521,29 +597,33 @@ def _correlate_general(block, weights, out, step, n_strips, chunk, store, lo, hi
                     acc[k] = 0.0
                 for a in range(kh):
                     src = block[i + a]
-                    b = 0
-                    # Four taps per sweep over ``acc`` (a quarter of the loads and stores),
-                    # still added one after the other, in tap order.
-                    while b + 4 <= kw:
-                        w0, w1 = weights[a, b], weights[a, b + 1]
-                        w2, w3 = weights[a, b + 2], weights[a, b + 3]
-                        o = c0 + b * step
-                        x0 = src[o : o + m]
-                        x1 = src[o + step : o + step + m]
-                        x2 = src[o + 2 * step : o + 2 * step + m]
-                        x3 = src[o + 3 * step : o + 3 * step + m]
-                        for k in range(m):
-                            t = acc[k] + _f64(x0[k]) * w0
-                            t = t + _f64(x1[k]) * w1
-                            t = t + _f64(x2[k]) * w2
-                            acc[k] = t + _f64(x3[k]) * w3
-                        b += 4
+                    wrow = weights[a]
+                    # Nonzero taps only (a zero tap's NaN or inf must not spread), four per
+                    # sweep over ``acc`` (a quarter of the loads and stores), still added one
+                    # after the other, in tap order.
+                    b = _next_tap(wrow, 0, kw)
                     while b < kw:
-                        wt = weights[a, b]
-                        x = src[c0 + b * step : c0 + b * step + m]
-                        for k in range(m):
-                            acc[k] += _f64(x[k]) * wt
-                        b += 1
+                        b1 = _next_tap(wrow, b + 1, kw)
+                        b2 = _next_tap(wrow, b1 + 1, kw)
+                        b3 = _next_tap(wrow, b2 + 1, kw)
+                        if b3 < kw:
+                            w0, w1, w2, w3 = wrow[b], wrow[b1], wrow[b2], wrow[b3]
+                            x0 = src[c0 + b * step : c0 + b * step + m]
+                            x1 = src[c0 + b1 * step : c0 + b1 * step + m]
+                            x2 = src[c0 + b2 * step : c0 + b2 * step + m]
+                            x3 = src[c0 + b3 * step : c0 + b3 * step + m]
+                            for k in range(m):
+                                t = acc[k] + _f64(x0[k]) * w0
+                                t = t + _f64(x1[k]) * w1
+                                t = t + _f64(x2[k]) * w2
+                                acc[k] = t + _f64(x3[k]) * w3
+                            b = _next_tap(wrow, b3 + 1, kw)
+                        else:
+                            wt = wrow[b]
+                            x = src[c0 + b * step : c0 + b * step + m]
+                            for k in range(m):
+                                acc[k] += _f64(x[k]) * wt
+                            b = b1
                 dst = out[i, c0 : c0 + m]
                 if store == STORE_FLOAT:
                     for k in range(m):

@@ -39,8 +39,8 @@ float64 weights, and ``E = sum_ab |w_ab| x_ab = sum_l |w_l| S_l``.
    ``-0.0``: neither is ``v``, whose sum also starts from ``+0.0``). If ``hi < 0``, both ``r``
    and ``lo`` are negative and round to ``-0.0``.
 5. Every other sample (bounds disagree, or ``lo < 0 <= hi``: a zero of unknown sign) is
-   recomputed with the general path's expression, all ``n`` taps in row-major order
-   including zero taps, and stored the same way (``_rounded`` for integer policies). Such
+   recomputed with the general path's expression, its nonzero taps in row-major order
+   (zero taps are skipped there too), and stored the same way (``_rounded`` for integer policies). Such
    *fix-ups* are rare: they need ``t`` within ``B`` (about ``2 n u E``) of a float32 rounding
    boundary, or an exact zero from non-dyadic weights of both signs (a zero-sum kernel like
    ``+-1/3`` on a flat region).
@@ -292,13 +292,14 @@ def _unsure_at(sums, wl, al, c2, k):
 
 @_jit_serial
 def _reference(block, i, col, weights, step):
-    """The general path's float64 sum for one output sample: all taps, row-major, from 0.0."""
+    """The general path's float64 sum for one output sample: nonzero taps, row-major, from 0.0."""
     kh, kw = weights.shape
     acc = 0.0
     for a in range(kh):
         src = block[i + a]
         for b in range(kw):
-            acc = acc + _f64(src[col + b * step]) * weights[a, b]
+            if weights[a, b] != 0:
+                acc = acc + _f64(src[col + b * step]) * weights[a, b]
     return np.float32(acc)
 
 

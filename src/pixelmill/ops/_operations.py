@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import kernels as _kernels
 from .. import tiling
-from ._convert import convert_into
+from ._convert import convert_into, work_dtype
 from ._correlate import correlate_loops, correlate_numpy
 from ._invert import invert_loops, invert_numpy
 from ._scratch import scratch
@@ -69,6 +69,8 @@ class Invert(Operation):
     pointwise = True
 
     def compute(self, block, out, flavour):
+        if flavour == "numba" and block.dtype not in _NUMBA_SAMPLES:
+            flavour = "numpy"  # int64, uint64, float16: the same result, no new numba specialisation
         _INVERT[flavour]()(block, out)
 
 
@@ -82,9 +84,20 @@ def _invert_numba():
 _INVERT = {"python": lambda: invert_loops, "numpy": lambda: invert_numpy, "numba": _invert_numba}
 
 
-def _float_work_dtype(flavour: str) -> np.dtype:
-    # The loops reference runs in float64; every other flavour in float32 (DESIGN.md).
-    return np.dtype(np.float64 if flavour == "python" else np.float32)
+def _float_work_dtype(result_dtype, flavour: str) -> np.dtype:
+    """The arithmetic dtype for a result stored as ``result_dtype`` (the image dtype with a
+    tilewise policy, else the float result: :func:`work_dtype` of either is the image's).
+    The loops reference runs in float64 whatever the result (DESIGN.md)."""
+    return np.dtype(np.float64) if flavour == "python" else work_dtype(result_dtype)
+
+
+#: Sample dtypes the numba kernels are compiled for (bool is read as uint8). Other images
+#: (float16) are converted to the work dtype first, and float64 work runs the numpy flavour's
+#: code: one compiled specialisation per dtype costs 10-90 s, and float64 variants would
+#: double them for no speed that matters.
+_NUMBA_SAMPLES = tuple(
+    np.dtype(t) for t in (np.bool_, np.uint8, np.uint16, np.int8, np.int16, np.uint32, np.int32, np.float32, np.float64)
+)
 
 
 #: Policies that convert each pixel on its own, so they can run tile by tile, fused with the
@@ -122,7 +135,7 @@ class _FloatFilter(Operation):
     policy: str | None = None
 
     def work_dtype(self, dtype, flavour):
-        return _float_work_dtype(flavour)
+        return _float_work_dtype(dtype, flavour)
 
     def with_policy(self, policy):
         return replace(self, policy=policy) if policy in TILEWISE_POLICIES and policy != self.policy else self
@@ -130,27 +143,32 @@ class _FloatFilter(Operation):
     def out_dtype(self, dtype):
         if self.policy in TILEWISE_POLICIES:
             return np.dtype(dtype)
-        return np.dtype(np.float32)
+        return work_dtype(dtype)
 
     def compute(self, block, out, flavour):
+        work = _float_work_dtype(out.dtype, flavour)
         if flavour == "numba":
-            from ._numba import store_code
+            if work == np.float64:
+                # The numba kernels are float32 arithmetic: float64 work runs the numpy
+                # flavour's code (exact, and no float64 specialisations to compile).
+                flavour = "numpy"
+            elif block.dtype in _NUMBA_SAMPLES:
+                from ._numba import store_code
 
-            store = store_code(out.dtype, self.policy)
-            if store is not None:  # the kernels convert in and out as they go
-                self.compute_numba(block, out, store)
-                return
+                store = store_code(out.dtype, self.policy)
+                if store is not None:  # the kernels convert in and out as they go
+                    self.compute_numba(block, out, store)
+                    return
         # The padded input holds the image dtype (a quarter of float32's memory for 8-bit
         # images); each tile is converted to the work dtype here, into a reused work array.
-        work = _float_work_dtype(flavour)
         if block.dtype != work:
             converted = scratch("filter.block", block.shape, work)
             np.copyto(converted, block, casting="unsafe")
             block = converted
-        if out.dtype == np.float32 and self.policy not in TILEWISE_POLICIES:
+        if out.dtype.kind == "f" and self.policy not in TILEWISE_POLICIES:
             self.compute_float(block, out, flavour)
             return
-        result = scratch("filter.result", out.shape, np.float32)
+        result = scratch("filter.result", out.shape, work)
         self.compute_float(block, result, flavour)
         convert_into(result, out, self.policy)
 
@@ -167,6 +185,8 @@ class _FloatFilter(Operation):
         # place (separable filters and Sobel): the image then needs no padded copy.
         if flavour != "numba" or image.ndim not in (2, 3) or not self._separable():
             return None
+        if image.dtype not in _NUMBA_SAMPLES or work_dtype(out_dtype) != np.float32:
+            return None
         if not tiling.readable_in_place(image, self.halo, border, cval):
             return None
         from ._numba import store_code
@@ -178,7 +198,7 @@ class _FloatFilter(Operation):
         return True
 
     def compute_float(self, block, out, flavour):
-        """Write the float32 result for a float ``block`` into ``out``."""
+        """Write the float result for a float ``block`` (the work dtype) into ``out``."""
         raise NotImplementedError
 
     def compute_numba(self, block, out, store, border=None) -> None:
@@ -193,12 +213,14 @@ class Filter(_FloatFilter):
     """Correlation with ``kernel``, or convolution (``flip=True``: the kernel is rotated 180°).
 
     With ``policy`` in :data:`TILEWISE_POLICIES` the result is converted to the image dtype;
-    otherwise it is float32.
+    otherwise it is the float work dtype (:func:`~pixelmill.ops.work_dtype`).
     """
 
     kernel: _kernels.Kernel
     flip: bool = True
     policy: str | None = None
+    #: SciPy's ``origin`` ``(oy, ox)``: shifts the kernel's anchor (see :meth:`Kernel.halo`).
+    origin: tuple[int, int] = (0, 0)
 
     @property
     def label(self) -> str:  # type: ignore[override]
@@ -206,7 +228,7 @@ class Filter(_FloatFilter):
 
     @property
     def halo(self) -> tuple[int, int, int, int]:  # type: ignore[override]
-        return self.kernel.halo(flipped=self.flip)
+        return self.kernel.halo(flipped=self.flip, origin=self.origin)
 
     @property
     def default_policy(self) -> str:  # type: ignore[override]
@@ -265,9 +287,8 @@ class SobelMagnitude(_FloatFilter):
     policy: str | None = None
 
     def compute_float(self, block, out, flavour):
-        work = _float_work_dtype(flavour)
-        tx = scratch("sobel.x", out.shape, work)
-        ty = scratch("sobel.y", out.shape, work)
+        tx = scratch("sobel.x", out.shape, block.dtype)
+        ty = scratch("sobel.y", out.shape, block.dtype)
         _SOBEL_X.compute_float(block, tx, flavour)
         _SOBEL_Y.compute_float(block, ty, flavour)
         np.hypot(tx, ty, out=tx)
