@@ -13,8 +13,9 @@ import numpy as np
 
 from ..engines import make_engine
 from ..errors import InvalidImageError, PixelmillError
-from ..io import EXTENSION_FORMATS, read_image, write_image
-from ..ops import Operation, to_dtype
+from ..io import EXTENSION_FORMATS, check_writable, read_image, write_image
+from ..io._image import _premultiply, _unpremultiply
+from ..ops import Invert, Operation, to_dtype
 from ._manifest import record as _record
 from ._settings import RunSettings
 
@@ -58,6 +59,8 @@ def run_task(task: Task) -> list[dict]:
             raise InvalidImageError(
                 f"{task.input!r}: the extension {suffix!r} says {promised} but the content is {image.format}"
             )
+        for step in task.steps:  # an output the format cannot hold fails before any work
+            check_writable(step.output, image, format=s.format)
     except Exception as exc:  # one bad file never stops a batch
         reason = _one_line(exc)
         return [_record(task.input, st, "failed", reason) for st in task.steps]
@@ -84,6 +87,11 @@ def run_task(task: Task) -> list[dict]:
             timings["encode"] = round(time.perf_counter() - t2, 6)
             rec = _record(task.input, step, "done", None, timings=timings, pixels=pixels)
             rec["size"] = os.stat(step.output).st_size
+            rec["format"] = fmt or image.format
+            if rec["format"] in _LOSSY and (
+                rec["format"] != "TIFF" or image.info.get("compression") in ("jpeg", "tiff_jpeg")
+            ):
+                rec["quality"] = s.quality
         except Exception as exc:
             rec = _record(task.input, step, "failed", _one_line(exc), timings=timings)
         records.append(rec)
@@ -109,11 +117,25 @@ def close_inner_engines() -> None:
         engine.close()
 
 
+#: Output formats whose writer takes --quality (TIFF: when JPEG-compressed).
+_LOSSY = frozenset({"JPEG", "WEBP", "AVIF", "JXL", "TIFF"})
+
+
 def _apply_bank(engine, ops: list[Operation], image, s: RunSettings):
-    """Run ``ops`` on the colour channels; alpha is carried through untouched."""
+    """Run ``ops`` on the colour channels; alpha is carried through untouched.
+
+    Premultiplied (associated) alpha: the ops see straight colour, and their results are
+    premultiplied again (inversion exactly: ``alpha - stored``). Float images keep float
+    results at full range unless a policy is asked for."""
     color = image.color
+    premultiplied = bool(image.info.get("premultiplied")) and image.has_alpha
+    if premultiplied:
+        straight = _unpremultiply(color, image.alpha)
+        color = straight.astype(color.dtype) if color.dtype.kind == "f" else to_dtype(straight, color.dtype)
+    keep_float = color.dtype.kind == "f" and s.policy is None
     # Per-pixel policies run fused with the filter, tile by tile: no full-size float result.
-    ops = [op.with_policy(s.policy or op.default_policy) for op in ops]
+    if not keep_float:
+        ops = [op.with_policy(s.policy or op.default_policy) for op in ops]
     outputs = []
     if len(ops) == 1 and _can_overwrite(color, ops[0].out_dtype(color.dtype)):
         # One op: write its result over the decoded pixels, which nothing else reads. The
@@ -123,7 +145,20 @@ def _apply_bank(engine, ops: list[Operation], image, s: RunSettings):
         results = engine.run_many(ops, color, border=s.border, cval=s.cval)
     for op, result in zip(ops, results):
         if result.dtype != color.dtype:
-            result = to_dtype(result, color.dtype, policy=s.policy or op.default_policy)
+            if keep_float:  # float in, float out: never clipped unless asked
+                result = result.astype(color.dtype)
+            else:
+                result = to_dtype(result, color.dtype, policy=s.policy or op.default_policy)
+        if premultiplied:
+            alpha = image.alpha if color.ndim == 2 else image.alpha[..., None]
+            if isinstance(op, Invert) and color.dtype.kind in "uf":
+                # (max - c) * a / max = a - stored, exactly
+                if color.dtype.kind == "u":
+                    result = np.clip(alpha.astype(np.int64) - image.color, 0, None).astype(color.dtype)
+                else:
+                    result = alpha - image.color
+            else:
+                result = _premultiply(result, image.alpha, color.dtype)
         outputs.append(image.with_color(result))
     return outputs
 

@@ -4,7 +4,6 @@ and grey JPEGs, Pillow for the rest); writes go through :func:`pixelmill._files.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from ._formats import (
     _resolve_format,
     _sniff_file,
 )
-from ._image import Image
+from ._image import Image, _unpremultiply
 from ._jpeg import _turbo_decode, _turbo_encoder
 from ._pillow import (
     _describe_pillow,
@@ -29,7 +28,16 @@ from ._pillow import (
     _pillow_thumbnail,
     _pillow_tiff_ok,
     _read_pillow,
-    _refuse_deep_color_png,
+    _pil_metadata,
+)
+from ._imagecodecs import (
+    _bmp_encoder,
+    _describe_png,
+    _jpegxl_encoder,
+    _png_encoder,
+    _png_metadata_encoder,
+    _read_jpegxl,
+    _read_png,
 )
 from ._tifffile import _describe_tifffile, _read_tifffile, _tiff_peek, _tifffile_encoder
 
@@ -79,8 +87,13 @@ def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image:
     >>> img.data.dtype, img.data.shape, img.mode, img.format
     (dtype('uint16'), (2, 3), 'I;16', 'PNG')
     """
-    return _decode(path, max_pixels, functools.partial(_read_pillow, fast_decode=_turbo_decode),
-                   _read_tifffile)
+    return _decode(path, max_pixels, _read_exactly, _read_tifffile)
+
+
+def _read_exactly(fh, path, fmt, im) -> Image:
+    if fmt == "PNG":  # libpng: every depth, colour keys as alpha, CRCs checked
+        return _read_png(fh, path, im, lambda exif: _pil_metadata(fh, im, fmt, exif, im.mode))
+    return _read_pillow(fh, path, fmt, im, fast_decode=_turbo_decode)
 
 
 def _decode(path, max_pixels, read_pillow, read_tifffile) -> Image:
@@ -97,8 +110,10 @@ def _decode(path, max_pixels, read_pillow, read_tifffile) -> Image:
                 _check_size(path, tp.width, tp.height, limit)
                 if not tp.pillow_ok:
                     return read_tifffile(fh, path, tp)
-        if fmt == "PNG":
-            _refuse_deep_color_png(fh, path)
+        if fmt == "JXL":
+            image = _read_jpegxl(fh, path)
+            _check_size(path, image.width, image.height, limit)
+            return image
         try:
             im = _pil_open(fh, path, fmt)
         except InvalidImageError:
@@ -196,12 +211,18 @@ def describe(path) -> dict:
     with open(path, "rb") as fh:
         fmt = _sniff_file(fh, path)
         tp = _tiff_peek(fh, path) if fmt == "TIFF" else None
-        if fmt == "PNG":
-            _refuse_deep_color_png(fh, path)
         if tp is not None and not tp.pillow_ok:
             facts = _describe_tifffile(fh, path, tp)
+        elif fmt == "JXL":
+            image = _read_jpegxl(fh, path)
+            facts = dict(mode=image.mode, width=image.width, height=image.height,
+                         dtype=image.data.dtype, channels=image.channels, has_alpha=image.has_alpha,
+                         orientation=1, icc=False, exif=False)
         else:
+            head = fh.read(1 << 16) if fmt == "PNG" else b""
             facts = _describe_pillow(fh, path, fmt)
+            if fmt == "PNG":
+                facts = _describe_png(head, facts)
     width, height = facts.pop("width"), facts.pop("height")
     if facts["orientation"] in (5, 6, 7, 8):
         width, height = height, width
@@ -223,6 +244,33 @@ def describe(path) -> dict:
         "file_size": path.stat().st_size,
     }
 
+
+
+def check_writable(path, image: Image, *, format: str | None = None) -> str:
+    """Raise before any work if ``image`` (its dtype and layout) cannot be written to
+    ``path`` in ``format`` (default: from the extension, else the image's own format).
+
+    Returns
+    -------
+    str
+        The output format.
+
+    Raises
+    ------
+    UnsupportedImageError
+        The format cannot hold the image or pixelmill does not write it; the message says
+        which format would (give it as ``format=`` / ``--format``).
+    InvalidParameterError
+        Unknown format.
+    """
+    path = Path(path)
+    fmt = _resolve_format(path, format, image)
+    data, has_alpha = image.data, image.has_alpha
+    if fmt == "JPEG" and has_alpha:
+        data = data[..., 0] if data.shape[2] == 2 else data[..., :-1]
+        has_alpha = False
+    _check_writable(path, fmt, data, has_alpha)
+    return fmt
 
 
 def write_image(
@@ -315,15 +363,32 @@ def write_image(
         has_alpha = False
     _check_writable(path, fmt, data, has_alpha)
     info = dict(meta.info) if meta is not None else {}
+    if info.get("premultiplied") and has_alpha and not (fmt == "TIFF" and data.dtype.kind in "ui"):
+        # Only TIFF says its alpha is associated: everywhere else alpha is straight.
+        color = data[..., 0] if data.shape[2] == 2 else data[..., :-1]
+        from ..ops._convert import to_dtype
+
+        straight = _unpremultiply(color, data[..., -1])
+        straight = to_dtype(straight, data.dtype, policy="float32" if data.dtype.kind == "f" else "clip")
+        data = np.concatenate([straight.reshape(*data.shape[:2], -1), data[..., -1:]], axis=-1)
+        info["premultiplied"] = False
     same_format = meta is not None and meta.format == fmt
 
     turbo = _turbo_encoder(data, has_alpha, info, quality) if fmt == "JPEG" else None
     if turbo is not None:
         encode = turbo
-    elif fmt == "TIFF" and not _pillow_tiff_ok(data):
-        encode = _tifffile_encoder(data, has_alpha, info)
+    elif fmt == "TIFF" and (not _pillow_tiff_ok(data) or info.get("premultiplied")):
+        encode = _tifffile_encoder(data, has_alpha, info, quality)
+    elif fmt == "PNG" and data.dtype == np.uint16 and data.ndim == 3:
+        encode = _png_encoder(data, has_alpha, info)
+    elif fmt == "BMP" and has_alpha:
+        encode = _bmp_encoder(data)
+    elif fmt == "JXL":
+        encode = _jpegxl_encoder(data, has_alpha, info, quality, meta.format if meta is not None else None)
     else:
         encode = _pillow_encoder(data, has_alpha, fmt, info, quality, same_format)
+        if fmt == "PNG":
+            encode = _png_metadata_encoder(encode, info, data, has_alpha)
 
     atomic_write(path, encode, durable=durable)
     return path

@@ -145,3 +145,28 @@ def _rescale(values: np.ndarray, dtype) -> np.ndarray:
     nlo, nhi = dtype_range(dtype)
     x = (values.astype(np.float64) - lo) * ((nhi - nlo) / (hi - lo)) + nlo
     return to_dtype(x, dtype, policy="clip")
+
+
+def _unpremultiply(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Straight colour (float64, in the dtype's units) from premultiplied ``color``: 0 where
+    alpha is 0."""
+    from ..ops._convert import dtype_range
+
+    top = dtype_range(alpha.dtype)[1]
+    a = alpha.astype(np.float64)
+    if color.ndim == 3:
+        a = a[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        straight = np.where(a > 0, color.astype(np.float64) * top / a, 0.0)
+    return np.clip(straight, *dtype_range(color.dtype))
+
+
+def _premultiply(straight: np.ndarray, alpha: np.ndarray, dtype) -> np.ndarray:
+    """``straight`` colour times alpha, rounded to ``dtype``."""
+    from ..ops._convert import dtype_range, to_dtype
+
+    top = dtype_range(alpha.dtype)[1]
+    a = alpha.astype(np.float64)
+    if straight.ndim == 3:
+        a = a[..., None]
+    return to_dtype(np.asarray(straight, np.float64) * a / top, dtype, policy="clip")

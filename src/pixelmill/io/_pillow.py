@@ -63,6 +63,10 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeEr
                   struct.error, ZeroDivisionError)
 
 
+#: pixelmill's format name -> Pillow's, where they differ.
+_PIL_NAMES = {"PFM": "PPM"}
+
+
 def _pil_class(fmt: str):
     # The plugin classes are opened directly (not through PIL.Image.open) so that Pillow's
     # own decompression-bomb check, with its lower global limit, does not preempt ours.
@@ -77,9 +81,14 @@ def _pil_class(fmt: str):
     else:
         from PIL import features
 
-        if not features.check("webp"):
-            raise UnsupportedImageError("this Pillow was built without WebP support")
-        from PIL.WebPImagePlugin import WebPImageFile as cls
+        feature = {"WEBP": "webp", "AVIF": "avif", "JPEG2000": "jpg_2000"}.get(fmt)
+        if feature and not features.check(feature):
+            raise UnsupportedImageError(f"this Pillow was built without {fmt} support")
+        PILImage.init()
+        name = _PIL_NAMES.get(fmt, fmt)
+        if name not in PILImage.OPEN:
+            raise UnsupportedImageError(f"this Pillow cannot read {fmt} images")
+        cls = PILImage.OPEN[name][0]
     return cls
 
 
@@ -111,6 +120,7 @@ _PIL_LAYOUT = {
     "RGBa": (np.uint8, 4, True, "RGBA"),
     "CMYK": (np.uint8, 4, False, None),
     "I": (np.int32, 1, False, None),
+    "I;16S": (np.int16, 1, False, None),
     "F": (np.float32, 1, False, None),
     **{m: (np.uint16, 1, False, None) for m in _I16_MODES},
 }
@@ -314,16 +324,16 @@ def _to_pillow(data: np.ndarray, has_alpha: bool):
 def _save_params(fmt: str, mode: str, info: dict, quality: int, same_format: bool) -> dict:
     params: dict = {}
     icc, exif, dpi, xmp = info.get("icc_profile"), info.get("exif"), info.get("dpi"), info.get("xmp")
-    if fmt != "BMP":
+    if fmt in ("JPEG", "PNG", "TIFF", "WEBP", "AVIF", "JPEG2000"):
         if icc:
             params["icc_profile"] = icc
         if exif and fmt == "TIFF":
             exif = _exif_for_tiff(exif)
-        if exif:
+        if exif and fmt != "JPEG2000":
             params["exif"] = exif
-    if dpi and fmt != "WEBP":
+    if dpi and fmt in ("JPEG", "PNG", "TIFF", "BMP"):
         params["dpi"] = tuple(dpi)
-    if xmp and fmt in ("JPEG", "WEBP"):
+    if xmp and fmt in ("JPEG", "WEBP", "AVIF"):
         params["xmp"] = xmp
     if fmt == "JPEG":
         params["quality"] = quality
@@ -341,6 +351,12 @@ def _save_params(fmt: str, mode: str, info: dict, quality: int, same_format: boo
         comp = _tiff_compression(info.get("compression") if same_format else None, mode)
         if comp:
             params["compression"] = comp
+        if comp in ("jpeg", "tiff_jpeg", "webp"):
+            params["quality"] = quality  # every lossy writer honours --quality
+    elif fmt == "AVIF":
+        params["quality"] = quality
+    elif fmt == "GIF":
+        params["optimize"] = False  # keep the palette as built: exact colours
     elif fmt == "PNG":
         t = info.get("transparency")
         if t is not None and (
@@ -349,6 +365,40 @@ def _save_params(fmt: str, mode: str, info: dict, quality: int, same_format: boo
         ):
             params["transparency"] = t
     return params
+
+
+def _gif_palette(data: np.ndarray, has_alpha: bool):
+    """A palette image with exactly ``data``'s colours (GIF holds 256, alpha on or off);
+    refused, with the format that holds it, when it has more (quantising would change
+    pixels)."""
+    if data.dtype == np.bool_:
+        data = data.astype(np.uint8) * 255
+    h, w = data.shape[:2]
+    planes = data.reshape(h * w, -1)
+    if has_alpha:
+        alpha = planes[:, -1]
+        if not np.isin(alpha, (0, 255)).all():
+            raise UnsupportedImageError("GIF holds on/off transparency only; this image has partial alpha: use PNG")
+        planes = planes[:, :-1].copy()
+        planes[alpha == 0] = 0
+    colours, index = np.unique(planes, axis=0, return_inverse=True)
+    index = index.reshape(-1)
+    key = None
+    if has_alpha and (alpha == 0).any():
+        key = len(colours)
+        index = np.where(alpha == 0, key, index)
+    if len(colours) + (key is not None) > 256:
+        raise UnsupportedImageError(
+            f"GIF holds 256 colours; this image has {len(colours)}: use PNG (--format png)"
+        )
+    rgb = np.repeat(colours, 3, axis=1) if colours.shape[1] == 1 else colours
+    palette = np.zeros((256, 3), np.uint8)
+    palette[: len(rgb)] = rgb
+    pil = PILImage.fromarray(index.astype(np.uint8).reshape(h, w), "P")
+    pil.putpalette(palette.tobytes())
+    if key is not None:
+        pil.info["transparency"] = key
+    return pil
 
 
 def _tiff_compression(comp, mode: str):
@@ -367,10 +417,13 @@ def _tiff_compression(comp, mode: str):
 def _pillow_encoder(data: np.ndarray, has_alpha: bool, fmt: str, info: dict, quality: int,
                     same_format: bool):
     """``encode(fileobj)`` writing ``data`` with Pillow's ``fmt`` writer."""
-    pil = _to_pillow(data, has_alpha)
+    pil = _gif_palette(data, has_alpha) if fmt == "GIF" else _to_pillow(data, has_alpha)
     params = _save_params(fmt, pil.mode, info, quality, same_format)
-    if fmt == "WEBP":
-        _pil_class("WEBP")  # a clear error if Pillow lacks WebP
+    if fmt in ("WEBP", "AVIF", "JPEG2000"):
+        _pil_class(fmt)  # a clear error if Pillow lacks the codec
+    if fmt == "GIF" and "transparency" in pil.info:
+        params["transparency"] = pil.info["transparency"]
+    fmt = _PIL_NAMES.get(fmt, fmt)
 
     def encode(fh):
         pil.save(fh, format=fmt, **params)

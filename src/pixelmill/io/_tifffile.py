@@ -38,11 +38,13 @@ def _tiff_peek(fh, path: Path) -> _TiffPage | None:
         width, height = int(page.imagewidth), int(page.imagelength)
         dtype = page.dtype
         samples, bits = int(page.samplesperpixel), int(page.bitspersample)
+        associated = 1 in tuple(page.extrasamples or ())
     except Exception:  # tifffile is stricter than libtiff on odd files: let Pillow try
         return None
     dtype = None if dtype is None else np.dtype(dtype)
     # Pillow holds these exactly; anything else it would truncate to 8 bits or refuse.
-    pillow_ok = (
+    # Premultiplied (associated) alpha: tifffile gives the stored samples and the flag.
+    pillow_ok = not associated and (
         bits == 1
         or dtype == np.uint8
         or (samples == 1 and dtype in (np.dtype(np.uint16), np.dtype(np.float32), np.dtype(np.int32)))
@@ -79,7 +81,7 @@ def _read_tifffile(fh, path: Path, tp: _TiffPage) -> Image:
             f"{tp.dtype} with photometric {name}; pixelmill reads grey, grey + alpha, RGB, RGBA "
             f"and CMYK TIFFs"
         )
-    has_alpha = bool(extras)  # premultiplied (associated) alpha is carried as is
+    has_alpha = bool(extras)
     mode = base + ("A" if has_alpha else "") + _DTYPE_SUFFIX[dtype]
     _check_tiff_extent(fh, path, page)
     try:
@@ -100,6 +102,10 @@ def _read_tifffile(fh, path: Path, tp: _TiffPage) -> Image:
     if data.dtype != dtype:
         data = data.astype(dtype)  # float16 -> float32, big-endian -> native
     info = _tifffile_metadata(fh, page)
+    if extras and extras[0] == 1:
+        # The stored samples stay premultiplied (that is what the file holds, exactly); the
+        # batch computes on straight colour and write_image says so, or un-premultiplies.
+        info["premultiplied"] = True
     data = _orient(data, info["orientation"])
     if info["orientation"] in (5, 6, 7, 8) and info.get("dpi"):
         info["dpi"] = info["dpi"][::-1]
@@ -167,7 +173,7 @@ def _describe_tifffile(fh, path, tp: _TiffPage) -> dict:
     )
 
 
-def _tifffile_encoder(data: np.ndarray, has_alpha: bool, info: dict):
+def _tifffile_encoder(data: np.ndarray, has_alpha: bool, info: dict, quality: int = 95):
     import tifffile
 
     channels = 1 if data.ndim == 2 else data.shape[2]
@@ -177,7 +183,7 @@ def _tifffile_encoder(data: np.ndarray, has_alpha: bool, info: dict):
     if channels > 1:
         kwargs["planarconfig"] = "contig"
     if has_alpha:
-        kwargs["extrasamples"] = ["unassalpha"]
+        kwargs["extrasamples"] = ["assocalpha" if info.get("premultiplied") else "unassalpha"]
     if info.get("compression") not in (None, "raw"):
         kwargs["compression"] = "zlib"  # built into tifffile and lossless
     if info.get("icc_profile"):

@@ -1,0 +1,236 @@
+"""Every image a real library holds: read, processed and written back with nothing lost.
+
+Fixtures are made here with real encoders (Pillow, imagecodecs, tifffile); the oracles are
+what those libraries decode on their own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image as PILImage
+
+from pixelmill._opspec import parse_op
+from pixelmill.batch import RunSettings, run_batch
+from pixelmill.errors import InvalidImageError, UnsupportedImageError
+from pixelmill.io import FORMATS, describe, read_image, write_image
+
+H, W = 11, 14
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(21)
+
+
+def run(inputs, outdir, *ops, **kw):
+    settings = RunSettings(ops=tuple(parse_op(op) for op in ops or ("invert",)), engine="numpy",
+                           workers=1, **kw)
+    result = run_batch([str(p) for p in inputs] if isinstance(inputs, list) else [str(inputs)],
+                       str(outdir), settings)
+    manifest = json.loads((Path(outdir) / "manifest.json").read_text())
+    return result, {Path(it["input"]).name: it for it in manifest["items"]}
+
+
+def invert(x):
+    if x.dtype == np.bool_:
+        return ~x
+    if x.dtype.kind == "f":
+        return 1 - x
+    return np.iinfo(x.dtype).max - x
+
+
+# -- (1) wrong pixels -----------------------------------------------------------------------
+
+
+def _keyed_sources(tmp_path, rng):
+    """PNGs with a tRNS colour key (RGB, grey, 16-bit grey, 16-bit RGB, 1-bit), each with the
+    key colour at (0, 0); written by Pillow or libpng, never by pixelmill."""
+    out = {}
+    rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    rgb[0, 0] = (10, 20, 30)
+    rgb[rgb.sum(-1) == 60] += 1
+    rgb[0, 0] = (10, 20, 30)
+    PILImage.fromarray(rgb).save(tmp_path / "rgb.png", transparency=(10, 20, 30))
+    out["rgb.png"] = (rgb, np.all(rgb == (10, 20, 30), axis=-1))
+    grey = rng.integers(0, 256, (H, W), dtype=np.uint8)
+    grey[0, 0] = 7
+    PILImage.fromarray(grey).save(tmp_path / "grey.png", transparency=7)
+    out["grey.png"] = (grey, grey == 7)
+    g16 = rng.integers(0, 65536, (H, W), dtype=np.uint16)
+    g16[0, 0] = 1234
+    PILImage.fromarray(g16).save(tmp_path / "g16.png", transparency=1234)
+    out["g16.png"] = (g16, g16 == 1234)
+    bits = rng.random((H, W)) > 0.5
+    bits[0, 0] = False
+    PILImage.fromarray(bits).save(tmp_path / "bits.png", transparency=0)
+    out["bits.png"] = (bits.astype(np.uint8) * 255, ~bits)
+    return out
+
+
+def test_colour_keys_are_alpha_and_survive_inversion(tmp_path, rng):
+    src = tmp_path / "in"
+    src.mkdir()
+    sources = _keyed_sources(src, rng)
+    _, items = run(src, tmp_path / "out")
+    for name, (color, keyed) in sources.items():
+        assert items[name]["status"] == "done", items[name]
+        img = read_image(src / name)
+        assert img.has_alpha, name
+        np.testing.assert_array_equal(img.alpha == 0, keyed, err_msg=name)
+        out = np.asarray(imagecodecs.png_decode((tmp_path / "out" / name).read_bytes()))
+        np.testing.assert_array_equal(out[..., -1] == 0, keyed, err_msg=name)  # alpha untouched
+        np.testing.assert_array_equal(out[..., :-1].squeeze(-1) if out.shape[-1] == 2 else out[..., :-1],
+                                      invert(color), err_msg=name)
+
+
+def _premultiplied(rng, dtype=np.uint16):
+    top = np.iinfo(dtype).max
+    straight = rng.integers(0, top + 1, (H, W, 3)).astype(np.float64)
+    alpha = rng.integers(0, top + 1, (H, W)).astype(np.float64)
+    alpha[0, 0], alpha[0, 1] = 0, top
+    stored = np.rint(straight * alpha[..., None] / top)
+    return np.dstack([stored, alpha]).astype(dtype)
+
+
+def test_premultiplied_16bit_tiff_inverted_and_filtered_as_straight_colour(tmp_path, rng):
+    src = tmp_path / "in"
+    src.mkdir()
+    stored = _premultiplied(rng)
+    tifffile.imwrite(src / "pm.tif", stored, photometric="rgb", extrasamples=["assocalpha"])
+    _, items = run(src, tmp_path / "inv")
+    assert items["pm.tif"]["status"] == "done"
+    with tifffile.TiffFile(tmp_path / "inv" / "pm.tif") as tf:
+        assert tuple(tf.pages.first.extrasamples) == (1,)  # still says associated alpha
+        got = tf.asarray()
+    a = stored[..., 3:].astype(np.int64)
+    np.testing.assert_array_equal(got[..., 3], stored[..., 3])  # alpha untouched
+    # straight (max - c), premultiplied again: a - stored, exactly
+    np.testing.assert_array_equal(got[..., :3], a - stored[..., :3])
+    _, items = run(tmp_path / "inv", tmp_path / "back")
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "back" / "pm.tif"), stored)
+
+    # a filter on straight colour: un-premultiply, blur, premultiply
+    _, items = run(src, tmp_path / "blur", "gaussian:size=3,sigma=1")
+    import pixelmill
+    from conftest import scipy_filter
+
+    top = 65535.0
+    alpha = stored[..., 3].astype(np.float64)
+    straight = np.where(alpha[..., None] > 0, stored[..., :3] * top / np.maximum(alpha, 1)[..., None], 0)
+    weights = pixelmill.kernels.gaussian(3, 1.0).weights
+    blurred = np.clip(scipy_filter(np.rint(np.clip(straight, 0, top)), weights), 0, top)
+    expected = np.rint(np.rint(blurred) * alpha[..., None] / top)
+    got = tifffile.imread(tmp_path / "blur" / "pm.tif")
+    assert np.abs(got[..., :3].astype(np.float64) - expected).max() <= 1
+    np.testing.assert_array_equal(got[..., 3], stored[..., 3])
+
+
+def test_premultiplied_tiff_to_png_is_written_straight(tmp_path, rng):
+    stored = _premultiplied(rng)
+    tifffile.imwrite(tmp_path / "pm.tif", stored, photometric="rgb", extrasamples=["assocalpha"])
+    img = read_image(tmp_path / "pm.tif")
+    assert img.info["premultiplied"] and np.array_equal(img.data, stored)
+    write_image(tmp_path / "straight.png", img)
+    got = imagecodecs.png_decode((tmp_path / "straight.png").read_bytes()).astype(np.float64)
+    a = stored[..., 3:].astype(np.float64)
+    expected = np.where(a > 0, stored[..., :3].astype(np.float64) * 65535 / np.maximum(a, 1), 0)
+    assert np.abs(got[..., :3] - np.clip(expected, 0, 65535)).max() <= 0.51  # rounded (float32 steps)
+
+
+def test_float_tiff_outside_unit_range_is_never_clipped(tmp_path, rng):
+    src = tmp_path / "in"
+    src.mkdir()
+    data = (rng.integers(-804, 805, (H, W)) / 256).astype(np.float32)  # -3.14..3.14, exact
+    tifffile.imwrite(src / "f.tif", data)
+    rgb = (rng.integers(-804, 805, (H, W, 3)) / 256).astype(np.float64)
+    tifffile.imwrite(src / "f64.tif", rgb, photometric="rgb")
+    _, items = run(src, tmp_path / "inv")
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "inv" / "f.tif"), 1 - data)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "inv" / "f64.tif"), 1 - rgb)
+    run(tmp_path / "inv", tmp_path / "back")
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "back" / "f.tif"), data)
+    _, items = run(src, tmp_path / "blur", "gaussian:size=5,sigma=1")
+    from conftest import scipy_filter
+    import pixelmill
+
+    expected = scipy_filter(data, pixelmill.kernels.gaussian(5, 1.0).weights)
+    got = tifffile.imread(tmp_path / "blur" / "f.tif")
+    assert got.dtype == np.float32 and got.min() < -1 and got.max() > 1  # was clipped to [0, 1]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+# -- (2) 16-bit PNG, JPEG-TIFF quality, BMP alpha, corrupt PNG ------------------------------
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_16bit_colour_and_grey_alpha_png_round_trip(tmp_path, rng, channels):
+    data = rng.integers(0, 65536, (H, W, channels), dtype=np.uint16)
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.png").write_bytes(imagecodecs.png_encode(data))
+    img = read_image(src / "a.png")
+    assert img.data.dtype == np.uint16 and img.has_alpha == (channels != 3)
+    np.testing.assert_array_equal(img.data, data)
+    assert describe(src / "a.png")["dtype"] == "uint16"
+    _, items = run(src, tmp_path / "out")
+    assert items["a.png"]["status"] == "done"
+    out = imagecodecs.png_decode((tmp_path / "out" / "a.png").read_bytes())
+    expected = data.copy()
+    ncolor = channels - 1 if channels != 3 else 3
+    expected[..., :ncolor] = 65535 - data[..., :ncolor]
+    np.testing.assert_array_equal(out, expected)
+    with PILImage.open(tmp_path / "out" / "a.png") as im:  # an independent reader agrees on the layout
+        assert im.size == (W, H)
+
+
+def test_quality_honoured_for_jpeg_compressed_tiffs(tmp_path, rng):
+    y, x = np.mgrid[0:64, 0:64]
+    rgb = np.clip(np.dstack([128 + 60 * np.sin(x / 3 + k) for k in range(3)]) + rng.normal(0, 20, (64, 64, 3)), 0, 255).astype(np.uint8)
+    src = tmp_path / "in"
+    src.mkdir()
+    PILImage.fromarray(rgb).save(src / "j.tif", compression="jpeg", quality=95)
+    sizes = {}
+    for q in (20, 95):
+        _, items = run(src, tmp_path / f"q{q}", quality=q)
+        assert items["j.tif"]["quality"] == q
+        with PILImage.open(tmp_path / f"q{q}" / "j.tif") as im:
+            assert im.info["compression"] == "jpeg"
+        sizes[q] = (tmp_path / f"q{q}" / "j.tif").stat().st_size
+    assert sizes[20] < 0.6 * sizes[95]
+
+
+def test_bmp_with_alpha_written_with_alpha(tmp_path, rng):
+    rgba = rng.integers(0, 256, (H, W, 4), dtype=np.uint8)
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.bmp").write_bytes(imagecodecs.bmp_encode(rgba))
+    _, items = run(src, tmp_path / "out")
+    assert items["a.bmp"]["status"] == "done"
+    with PILImage.open(tmp_path / "out" / "a.bmp") as im:
+        assert im.mode == "RGBA"
+        got = np.asarray(im)
+    np.testing.assert_array_equal(got[..., 3], rgba[..., 3])
+    np.testing.assert_array_equal(got[..., :3], 255 - rgba[..., :3])
+
+
+def test_png_with_bad_idat_crc_is_a_failure(tmp_path, rng):
+    src = tmp_path / "in"
+    src.mkdir()
+    PILImage.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(src / "bad.png")
+    raw = bytearray((src / "bad.png").read_bytes())
+    i = raw.index(b"IDAT")
+    length = int.from_bytes(raw[i - 4:i], "big")
+    raw[i + 4 + length] ^= 0xFF  # the CRC's first byte: the data itself is intact
+    (src / "bad.png").write_bytes(bytes(raw))
+    with pytest.raises(InvalidImageError, match="corrupt") as err:
+        read_image(src / "bad.png")
+    assert "CRC" in str(err.value)
+    _, items = run(src, tmp_path / "out")
+    assert items["bad.png"]["status"] == "failed" and "corrupt" in items["bad.png"]["error"]
+    assert not (tmp_path / "out" / "bad.png").exists()
