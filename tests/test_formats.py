@@ -234,3 +234,158 @@ def test_png_with_bad_idat_crc_is_a_failure(tmp_path, rng):
     _, items = run(src, tmp_path / "out")
     assert items["bad.png"]["status"] == "failed" and "corrupt" in items["bad.png"]["error"]
     assert not (tmp_path / "out" / "bad.png").exists()
+
+
+# -- (3) formats by content, `pixelmill formats`, the README's table ------------------------
+
+
+def _mixed_library(root: Path, rng) -> dict[str, np.ndarray]:
+    """One file per readable format and mode, each written by its own encoder; name -> the
+    pixels read_image must give (checked against those encoders' inputs)."""
+    root.mkdir(parents=True, exist_ok=True)
+    u8 = lambda *c: rng.integers(0, 256, (H, W, *c), dtype=np.uint8)  # noqa: E731
+    u16 = lambda *c: rng.integers(0, 65536, (H, W, *c), dtype=np.uint16)  # noqa: E731
+    files = {}
+
+    def pil(name, arr, mode=None, **kw):
+        PILImage.fromarray(arr, mode).save(root / name, **kw) if mode else PILImage.fromarray(arr).save(root / name, **kw)
+        files[name] = arr
+
+    bits = rng.random((H, W)) > 0.5
+    for ext in ("png", "tif", "bmp", "pbm"):
+        pil(f"bits.{ext}", bits)
+    for name in ("grey.png", "grey.tif", "grey.bmp", "grey.pgm", "grey.tga", "grey.jp2"):
+        pil(name, u8())
+    for name in ("la.png", "la.tga", "la.webp"):
+        arr = u8(2)
+        PILImage.fromarray(arr, "LA").save(root / name, **({"lossless": True} if name.endswith("webp") else {}))
+        files[name] = arr if not name.endswith("webp") else None
+    for name in ("rgb.png", "rgb.tif", "rgb.bmp", "rgb.ppm", "rgb.tga", "rgb.jp2", "rgb.qoi"):
+        pil(name, u8(3))
+    pil("rgb.webp", u8(3), lossless=True)
+    for name in ("rgba.png", "rgba.tif", "rgba.tga", "rgba.qoi"):
+        pil(name, u8(4))
+    pil("rgba.webp", u8(4), lossless=True, exact=True)
+    few = rng.integers(0, 256, (40, 3), dtype=np.uint8)[rng.integers(0, 40, (H, W))]
+    pil("palette.gif", few)
+    pil("palette.png", few, mode=None)
+    g16 = u16()
+    pil("g16.png", g16)
+    pil("g16.tif", g16)
+    PILImage.fromarray(g16).save(root / "g16.pgm")
+    files["g16.pgm"] = g16
+    for c in (2, 3, 4):
+        arr = u16(c)
+        (root / f"c16_{c}.png").write_bytes(imagecodecs.png_encode(arr))
+        files[f"c16_{c}.png"] = arr
+        tifffile.imwrite(root / f"c16_{c}.tif", arr, photometric="minisblack" if c == 2 else "rgb",
+                         extrasamples=["unassalpha"] if c != 3 else None, planarconfig="contig")
+        files[f"c16_{c}.tif"] = arr
+        (root / f"c16_{c}.jxl").write_bytes(imagecodecs.jpegxl_encode(arr, lossless=True))
+        files[f"c16_{c}.jxl"] = arr
+    arr = u8(3)
+    (root / "rgb.jxl").write_bytes(imagecodecs.jpegxl_encode(arr, lossless=True))
+    files["rgb.jxl"] = arr
+    f32 = (rng.integers(-804, 805, (H, W)) / 256).astype(np.float32)
+    PILImage.fromarray(f32, "F").save(root / "f.pfm")
+    files["f.pfm"] = f32
+    tifffile.imwrite(root / "f.tif", f32)
+    files["f.tif"] = f32
+    (root / "rgba.bmp").write_bytes(imagecodecs.bmp_encode(arr4 := u8(4)))
+    files["rgba.bmp"] = arr4
+    return files
+
+
+def test_mixed_library_read_by_content_and_inverted_twice_exactly(tmp_path, rng):
+    src = tmp_path / "in"
+    files = _mixed_library(src, rng)
+    # the content decides the format: a PNG named .dat is found and read as PNG
+    (src / "renamed.dat").write_bytes((src / "rgb.png").read_bytes())
+    files["renamed.dat"] = files["rgb.png"]
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    for name, expected in files.items():
+        img = read_image(src / name)
+        assert describe(src / name)["format"] == img.format, name
+        if expected is not None:
+            np.testing.assert_array_equal(img.data, expected, err_msg=name)
+    _, items = run(src, tmp_path / "once")
+    assert {n: it["status"] for n, it in items.items()} == {n: "done" for n in before}
+    _, items = run(tmp_path / "once", tmp_path / "twice")
+    assert all(it["status"] == "done" for it in items.values()), items
+    for name in before:
+        first = read_image(tmp_path / "once" / name)
+        again = read_image(tmp_path / "twice" / name)
+        orig = read_image(src / name)
+        assert again.format == orig.format and again.data.dtype == orig.data.dtype, name
+        np.testing.assert_array_equal(again.data, orig.data, err_msg=name)
+        if orig.has_alpha:
+            np.testing.assert_array_equal(first.alpha, orig.alpha, err_msg=name)
+        np.testing.assert_array_equal(first.color, invert(orig.color), err_msg=name)
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before  # inputs untouched
+    assert not [p for p in (tmp_path / "twice").rglob("*.tmp")]  # nothing half-written
+
+
+def test_read_only_formats_say_which_format_to_use_before_any_work(tmp_path, rng):
+    src = tmp_path / "in"
+    src.mkdir()
+    rgba = rng.integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    PILImage.fromarray(rgba).save(src / "icon.ico", sizes=[(16, 16)])
+    img = read_image(src / "icon.ico")
+    assert img.format == "ICO"
+    np.testing.assert_array_equal(img.data, rgba)
+    _, items = run(src, tmp_path / "out")
+    assert items["icon.ico"]["status"] == "failed"
+    assert "--format" in items["icon.ico"]["error"] and "ICO" in items["icon.ico"]["error"]
+    assert items["icon.ico"]["timings"] == {}  # refused before any work
+    _, items = run(src, tmp_path / "png", format="PNG")
+    assert items["icon.ico"]["status"] == "done"
+    out = read_image(tmp_path / "png" / "icon.png")
+    np.testing.assert_array_equal(out.color, 255 - rgba[..., :3])
+
+
+def test_heif_is_named_and_refused_with_the_reason(tmp_path):
+    p = tmp_path / "photo.heic"
+    p.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    with pytest.raises(UnsupportedImageError, match="HEIF") as err:
+        read_image(p)
+    assert "GPL" in str(err.value) and str(p) in str(err.value)
+
+
+def test_lossy_writers_honour_quality(tmp_path, rng):
+    y, x = np.mgrid[0:48, 0:48]
+    rgb = np.clip(np.dstack([128 + 60 * np.sin(x / 3 + k) for k in range(3)]) + rng.normal(0, 25, (48, 48, 3)), 0, 255).astype(np.uint8)
+    src = tmp_path / "in"
+    src.mkdir()
+    PILImage.fromarray(rgb).save(src / "a.avif", quality=90)
+    PILImage.fromarray(rgb).save(src / "a.jpg", quality=90)
+    sizes = {}
+    for q in (15, 95):
+        _, items = run(src, tmp_path / f"q{q}", quality=q)
+        for name in ("a.avif", "a.jpg"):
+            assert items[name]["status"] == "done" and items[name]["quality"] == q
+            sizes[name, q] = (tmp_path / f"q{q}" / name).stat().st_size
+        # JPEG XL from a lossy source is lossy, at the quality asked for
+        write_image(tmp_path / f"q{q}.jxl", read_image(src / "a.jpg"), quality=q)
+        sizes["jxl", q] = (tmp_path / f"q{q}.jxl").stat().st_size
+    for name in ("a.avif", "a.jpg", "jxl"):
+        assert sizes[name, 15] < sizes[name, 95], name
+
+
+def test_formats_command_lists_the_table_and_the_readme_matches(tmp_path):
+    from click.testing import CliRunner
+
+    from pixelmill.cli import main
+
+    res = CliRunner().invoke(main, ["formats", "--json"])
+    assert res.exit_code == 0
+    rows = json.loads(res.output)
+    assert [r["format"] for r in rows] == list(FORMATS)
+    heif = next(r for r in rows if r["format"] == "HEIF")
+    assert not heif["read"] and "GPL" in heif["note"]
+    res = CliRunner().invoke(main, ["formats"])
+    assert res.exit_code == 0
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("<!-- formats: generated by `pixelmill formats` -->\n")
+    end = readme.index("<!-- /formats -->")
+    table = readme[start:end].split("\n", 1)[1].strip()
+    assert table == res.output.strip(), "README's format table is stale: paste `pixelmill formats`"

@@ -106,9 +106,12 @@ def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality
         for item in result.items:
             if item["status"] == "failed" and not quiet:
                 click.echo(f"failed: {item['input']} [{item['op']}]: {item['error']}", err=True)
+        warned = sum(1 for item in result.items if item.get("warnings"))
         click.echo(
             f"done {summary['done']}, skipped {summary['skipped']}, failed {summary['failed']}"
-            f" (ignored {summary['ignored_non_images']} non-image files) in {summary['seconds']:.1f} s"
+            f" (ignored {summary['ignored_non_images']} non-image files"
+            + (f"; {warned} with library warnings, listed in the manifest" if warned else "")
+            + f") in {summary['seconds']:.1f} s"
             + (f", {summary['megapixels_per_second']:.1f} MP/s" if summary["megapixels_per_second"] else "")
         )
         click.echo(f"manifest: {summary['manifest']}")
@@ -165,6 +168,18 @@ def info(images, as_json):
         for d in described:
             click.echo(" ".join(f"{k}={v}" for k, v in d.items()))
     sys.exit(status)
+
+
+@main.command("formats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def formats_cmd(as_json):
+    """List every format: read/write, bit depths, alpha, frames, metadata kept, package."""
+    from .io import format_rows, formats_table
+
+    if as_json:
+        click.echo(json.dumps(format_rows(), indent=1))
+    else:
+        click.echo(formats_table())
 
 
 @main.command()

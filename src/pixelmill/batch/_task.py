@@ -14,6 +14,7 @@ import numpy as np
 from ..engines import make_engine
 from ..errors import InvalidImageError, PixelmillError
 from ..io import EXTENSION_FORMATS, check_writable, read_image, write_image
+from ..io._warnings import collecting
 from ..io._image import _premultiply, _unpremultiply
 from ..ops import Invert, Operation, to_dtype
 from ._manifest import record as _record
@@ -47,7 +48,16 @@ class Task:
 
 
 def run_task(task: Task) -> list[dict]:
-    """Decode once, run each step, encode each output atomically. Never raises."""
+    """Decode once, run each step, encode each output atomically. Never raises. What the
+    codec libraries warn about meanwhile goes into each record's ``warnings``."""
+    with collecting() as messages:
+        records = _run_task(task)
+    for rec in records:
+        rec["warnings"] = list(messages)
+    return records
+
+
+def _run_task(task: Task) -> list[dict]:
     s = task.settings
     records = []
     t0 = time.perf_counter()

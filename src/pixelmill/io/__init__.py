@@ -50,6 +50,8 @@ from ._formats import (
     READ_FORMATS,
     SUPPORTED_FORMATS,
     FormatSpec,
+    format_rows,
+    formats_table,
     is_image_path,
 )
 from ._image import Image
@@ -69,6 +71,8 @@ __all__ = [
     "FORMAT_SUFFIX",
     "FORMATS",
     "FormatSpec",
+    "format_rows",
+    "formats_table",
     "DEFAULT_MAX_PIXELS",
     "atomic_write",
 ]

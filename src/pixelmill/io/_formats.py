@@ -104,6 +104,39 @@ _FORMAT_ALIASES.update({"JP2": "JPEG2000", "JPEGXL": "JXL", "JPEG-XL": "JXL", "H
                         "PNM": "PPM", "PGM": "PPM", "PBM": "PPM"})
 
 
+def format_rows() -> list[dict]:
+    """One row per format of :data:`FORMATS`, for ``pixelmill formats`` and the README:
+    ``format``, ``extensions``, ``read``, ``write``, ``bit_depths``, ``alpha``, ``frames``,
+    ``metadata``, ``package``, ``install`` and ``note``."""
+    rows = []
+    for spec in FORMATS.values():
+        install = f"pip install 'pixelmill[{spec.extra}]'" if spec.extra else "core"
+        if not spec.reads:
+            install = "-"
+        rows.append({
+            "format": spec.name, "extensions": " ".join(spec.extensions), "read": spec.reads,
+            "write": spec.writes, "bit_depths": spec.depths, "alpha": spec.alpha,
+            "frames": spec.frames, "metadata": spec.metadata or "-", "package": spec.package,
+            "install": install, "note": spec.note,
+        })
+    return rows
+
+
+def formats_table() -> str:
+    """The formats as a Markdown table (``pixelmill formats`` prints it; the README holds it)."""
+    yes = {True: "yes", False: "no"}
+    head = ["format", "extensions", "read", "write", "bit depths", "alpha", "frames", "metadata kept",
+            "package", "note"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in format_rows():
+        cells = [r["format"], r["extensions"], yes[r["read"]], yes[r["write"]], r["bit_depths"],
+                 yes[r["alpha"]], yes[r["frames"]], r["metadata"],
+                 r["package"] + (f" ({r['install']})" if r["install"] not in ("core", "-") else ""),
+                 r["note"] or ("read only: write with --format" if r["read"] and not r["write"] else "")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def is_image_path(path) -> bool:
     """Whether ``path`` is an image pixelmill reads: an image extension (see
     :data:`IMAGE_EXTENSIONS`), or, for an existing file with another name, content that
@@ -214,6 +247,11 @@ def _sniff_file(fh, path: Path) -> str:
     fmt = _sniff(head)
     if fmt in (None, "ICO", "CUR") and path.suffix.lower() in _NO_MAGIC:
         fmt = _NO_MAGIC[path.suffix.lower()]
+    if fmt is None and head[1:4].upper() in (b"PNG", b"QNG") and head[:1] in (b"\x89", b"\t"):
+        raise InvalidImageError(
+            f"PNG file {str(path)!r} has a damaged signature (corrupt, or copied as text, "
+            f"which changes line endings): it starts with {head[:8]!r}"
+        )
     if fmt is None:
         raise InvalidImageError(
             f"file {str(path)!r} is not an image pixelmill knows: its content matches none of "

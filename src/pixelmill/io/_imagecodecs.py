@@ -94,13 +94,13 @@ def _read_png(fh, path: Path, im, metadata) -> Image:
     fh.seek(0)
     raw = fh.read()
     ic = _codecs()
-    try:
+    chunks = _png_chunks(raw)
+    try:  # libpng's warnings reach the 'imagecodecs' logger: kept with the image
         data = ic.png_decode(raw)
     except Exception as exc:
         raise InvalidImageError(
             f"PNG file {str(path)!r} is corrupt or truncated (libpng: {_one_line(exc)})"
         ) from None
-    chunks = _png_chunks(raw)
     exif = PILImage.Exif()
     raw_exif = next((d for t, d in chunks if t == b"eXIf"), None)
     if raw_exif:

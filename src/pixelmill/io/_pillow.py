@@ -101,7 +101,8 @@ def _pil_open(fh, path: Path, fmt: str):
         raise ImageTooLargeError(f"image file {str(path)!r}: {_one_line(exc)}") from None
     except _DECODE_ERRORS as exc:
         raise InvalidImageError(
-            f"cannot read {fmt} image file {str(path)!r}: {_one_line(exc)}"
+            f"{fmt} file {str(path)!r} is corrupt or not a valid {fmt} image "
+            f"(Pillow: {_one_line(exc)})"
         ) from None
 
 
@@ -143,7 +144,7 @@ def _pil_layout(im, fmt: str, path: Path):
     if mode == "P":
         alpha = "transparency" in im.info
         return np.uint8, 4 if alpha else 3, alpha, "RGBA" if alpha else "RGB"
-    if mode == "I" and fmt == "PNG":  # older Pillow opens 16-bit grey PNGs as "I"
+    if mode == "I" and fmt in ("PNG", "PPM"):  # 16-bit grey PNG (older Pillow) and PGM open as "I"
         return np.uint16, 1, False, None
     try:
         return _PIL_LAYOUT[mode]
@@ -165,7 +166,8 @@ def _decoding(path: Path, fmt: str, im):
         raise ImageTooLargeError(f"image file {str(path)!r}: {_one_line(exc)}") from None
     except _DECODE_ERRORS as exc:
         raise InvalidImageError(
-            f"cannot decode {fmt} image file {str(path)!r} (truncated or corrupt): {_one_line(exc)}"
+            f"{fmt} image file {str(path)!r} is truncated or corrupt: its pixel data cannot be "
+            f"decoded (Pillow: {_one_line(exc)})"
         ) from None
 
 
