@@ -389,3 +389,79 @@ def test_formats_command_lists_the_table_and_the_readme_matches(tmp_path):
     end = readme.index("<!-- /formats -->")
     table = readme[start:end].split("\n", 1)[1].strip()
     assert table == res.output.strip(), "README's format table is stale: paste `pixelmill formats`"
+
+
+# -- (4) multi-frame files ------------------------------------------------------------------
+
+
+def _frames_of(path):
+    img = read_image(path)
+    return img, [img, *img.frames]
+
+
+def _animations(root: Path, rng):
+    root.mkdir(parents=True, exist_ok=True)
+    durations = [80, 120, 200]
+
+    def few():
+        palette = rng.integers(0, 256, (30, 3), dtype=np.uint8)
+        return palette[rng.integers(0, 30, (H, W))]
+
+    gif = []
+    for i in range(3):
+        rgba = np.dstack([few(), np.full((H, W), 255, np.uint8)])
+        rgba[i, :, 3] = 0  # a transparent row, different in every frame
+        rgba[rgba[..., 3] == 0, :3] = 0
+        gif.append(PILImage.fromarray(rgba))
+    gif[0].save(root / "anim.gif", save_all=True, append_images=gif[1:], duration=durations, loop=3,
+                disposal=2)
+    rgba = [PILImage.fromarray(rng.integers(0, 256, (H, W, 4), dtype=np.uint8)) for _ in range(3)]
+    rgba[0].save(root / "anim.png", save_all=True, append_images=rgba[1:], duration=durations, loop=0,
+                 disposal=[0, 1, 0], blend=[0, 0, 0])
+    rgb = [PILImage.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)) for _ in range(3)]
+    rgb[0].save(root / "anim.webp", save_all=True, append_images=rgb[1:], duration=durations, loop=5,
+                lossless=True)
+    pages16 = [rng.integers(0, 65536, (H, W, 3), dtype=np.uint16) for _ in range(3)]
+    with tifffile.TiffWriter(root / "pages16.tif") as tw:
+        for p in pages16:
+            tw.write(p, photometric="rgb")
+    grey = [PILImage.fromarray(rng.integers(0, 256, (H + i, W, ), dtype=np.uint8)) for i in range(3)]
+    grey[0].save(root / "pages8.tif", save_all=True, append_images=grey[1:])
+    return durations
+
+
+def test_every_frame_processed_and_written_back_with_timing(tmp_path, rng):
+    src = tmp_path / "in"
+    durations = _animations(src, rng)
+    _, items = run(src, tmp_path / "once")
+    assert all(it["status"] == "done" for it in items.values()), items
+    _, items = run(tmp_path / "once", tmp_path / "twice")
+    assert all(it["status"] == "done" for it in items.values()), items
+    for name in ("anim.gif", "anim.png", "anim.webp", "pages16.tif", "pages8.tif"):
+        orig, orig_frames = _frames_of(src / name)
+        once, once_frames = _frames_of(tmp_path / "once" / name)
+        back, back_frames = _frames_of(tmp_path / "twice" / name)
+        assert orig.n_frames == 3 and once.n_frames == 3 and back.n_frames == 3, name
+        for o, f, b in zip(orig_frames, once_frames, back_frames):
+            seen = o.alpha != 0 if name.endswith(".gif") else Ellipsis  # GIF keeps no colour under a key
+            np.testing.assert_array_equal(f.color[seen], invert(o.color)[seen], err_msg=name)
+            if o.has_alpha:
+                np.testing.assert_array_equal(f.alpha, o.alpha, err_msg=name)
+            np.testing.assert_array_equal(b.data, o.data, err_msg=name)
+        if name.startswith("anim"):
+            for img in (once, back):
+                assert [round(float(f.info["duration"])) for f in [img, *img.frames]] == durations, name
+                assert img.info["loop"] == orig.info["loop"], name
+        if name == "anim.gif":
+            assert [f.info["disposal"] for f in back_frames] == [2, 2, 2]
+        if name == "anim.png":
+            assert [f.info["disposal"] for f in back_frames] == [0, 1, 0]
+
+
+def test_frames_into_a_single_image_format_refused_before_work(tmp_path, rng):
+    src = tmp_path / "in"
+    _animations(src, rng)
+    _, items = run(src / "anim.gif", tmp_path / "out", format="JPEG")
+    it = items["anim.gif"]
+    assert it["status"] == "failed" and "3 frames" in it["error"] and "GIF" in it["error"]
+    assert it["timings"] == {}

@@ -75,13 +75,17 @@ def _run_task(task: Task) -> list[dict]:
         reason = _one_line(exc)
         return [_record(task.input, st, "failed", reason) for st in task.steps]
     decode = time.perf_counter() - t0
-    pixels = int(image.data.shape[0] * image.data.shape[1])
+    pixels = sum(int(f.data.shape[0] * f.data.shape[1]) for f in [image, *image.frames])
     ops = [step.op for step in task.steps]
     t1 = time.perf_counter()
     try:
         # The filter bank: every op reads the one decoded image; parallel engines run them at once.
         engine = _inner_engine(task.inner_engine, task.inner_workers, s)
         results = _apply_bank(engine, ops, image, s)
+        # Every frame or page of a multi-frame file, each with its own duration/disposal.
+        per_frame = [_apply_bank(engine, ops, frame, s) for frame in image.frames]
+        if per_frame:
+            results = [r.with_frames([f[i] for f in per_frame]) for i, r in enumerate(results)]
     except Exception as exc:
         reason = _one_line(exc)
         return [_record(task.input, st, "failed", reason) for st in task.steps]

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._files import atomic_write
 from .._validation import check_quality
-from ..errors import InvalidImageError, InvalidParameterError
+from ..errors import InvalidImageError, InvalidParameterError, UnsupportedImageError
 from ._formats import (
     DEFAULT_MAX_PIXELS,
     _check_max_pixels,
@@ -27,8 +27,11 @@ from ._pillow import (
     _pillow_encoder,
     _pillow_thumbnail,
     _pillow_tiff_ok,
-    _read_pillow,
+    MULTI_FRAME_FORMATS,
     _pil_metadata,
+    _pillow_frames_encoder,
+    _read_pillow,
+    _read_pillow_frames,
 )
 from ._imagecodecs import (
     _bmp_encoder,
@@ -39,7 +42,13 @@ from ._imagecodecs import (
     _read_jpegxl,
     _read_png,
 )
-from ._tifffile import _describe_tifffile, _read_tifffile, _tiff_peek, _tifffile_encoder
+from ._tifffile import (
+    _describe_tifffile,
+    _read_tifffile,
+    _tiff_peek,
+    _tifffile_encoder,
+    _tifffile_pages_encoder,
+)
 
 
 def _input_path(path) -> Path:
@@ -93,7 +102,10 @@ def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image:
 def _read_exactly(fh, path, fmt, im) -> Image:
     if fmt == "PNG":  # libpng: every depth, colour keys as alpha, CRCs checked
         return _read_png(fh, path, im, lambda exif: _pil_metadata(fh, im, fmt, exif, im.mode))
-    return _read_pillow(fh, path, fmt, im, fast_decode=_turbo_decode)
+    image = _read_pillow(fh, path, fmt, im, fast_decode=_turbo_decode)
+    if fmt in MULTI_FRAME_FORMATS:
+        image = _read_pillow_frames(fh, path, fmt, im, image)
+    return image
 
 
 def _decode(path, max_pixels, read_pillow, read_tifffile) -> Image:
@@ -176,7 +188,7 @@ def read_thumbnail(path, size: int, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         return thumb if thumb is not None else _subsampled(_read_pillow(fh, path, fmt, im), size)
 
     def read_tifffile(fh, path, tp):
-        return _subsampled(_read_tifffile(fh, path, tp), size)
+        return _subsampled(_read_tifffile(fh, path, tp, pages=False), size)
 
     return _decode(path, max_pixels, read_pillow, read_tifffile)
 
@@ -270,7 +282,26 @@ def check_writable(path, image: Image, *, format: str | None = None) -> str:
         data = data[..., 0] if data.shape[2] == 2 else data[..., :-1]
         has_alpha = False
     _check_writable(path, fmt, data, has_alpha)
+    _check_frames(path, fmt, image)
     return fmt
+
+
+def _check_frames(path: Path, fmt: str, image) -> None:
+    frames = image.frames if isinstance(image, Image) else []
+    if not frames:
+        return
+    if fmt not in MULTI_FRAME_FORMATS:
+        raise UnsupportedImageError(
+            f"cannot write {1 + len(frames)} frames to {fmt} file {str(path)!r}: {fmt} holds one "
+            f"image; use {', '.join(MULTI_FRAME_FORMATS)} (--format), which keep every frame"
+        )
+    for frame in frames:
+        _check_writable(path, fmt, np.asarray(frame.data), frame.has_alpha)
+    if fmt == "PNG" and any(np.asarray(f.data).dtype != np.uint8 for f in [image, *frames]):
+        raise UnsupportedImageError(
+            f"cannot write a 16-bit animated PNG {str(path)!r}: pixelmill writes animated PNGs "
+            f"with 8-bit samples; use TIFF (--format tiff), which keeps every page at 16 bits"
+        )
 
 
 def write_image(
@@ -362,6 +393,7 @@ def write_image(
         data = data[..., 0] if data.shape[2] == 2 else data[..., :-1]  # JPEG has no alpha
         has_alpha = False
     _check_writable(path, fmt, data, has_alpha)
+    _check_frames(path, fmt, image)
     info = dict(meta.info) if meta is not None else {}
     if info.get("premultiplied") and has_alpha and not (fmt == "TIFF" and data.dtype.kind in "ui"):
         # Only TIFF says its alpha is associated: everywhere else alpha is straight.
@@ -374,8 +406,15 @@ def write_image(
         info["premultiplied"] = False
     same_format = meta is not None and meta.format == fmt
 
-    turbo = _turbo_encoder(data, has_alpha, info, quality) if fmt == "JPEG" else None
-    if turbo is not None:
+    frames = image.frames if isinstance(image, Image) else []
+    turbo = _turbo_encoder(data, has_alpha, info, quality) if fmt == "JPEG" and not frames else None
+    if frames:
+        pages = [(data, has_alpha, info)] + [(np.asarray(f.data), f.has_alpha, dict(f.info)) for f in frames]
+        if fmt == "TIFF" and (info.get("premultiplied") or not all(_pillow_tiff_ok(d) for d, _, _ in pages)):
+            encode = _tifffile_pages_encoder(pages, info)
+        else:
+            encode = _pillow_frames_encoder(pages, fmt, info, quality, same_format)
+    elif turbo is not None:
         encode = turbo
     elif fmt == "TIFF" and (not _pillow_tiff_ok(data) or info.get("premultiplied")):
         encode = _tifffile_encoder(data, has_alpha, info, quality)

@@ -122,10 +122,51 @@ def _read_png(fh, path: Path, im, metadata) -> Image:
         mode = {1: "I;16", 2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}[1 if data.ndim == 2 else data.shape[2]]
     else:
         mode = im.mode
+    frames = _apng_frames(raw, chunks, ic, path, data, info) if any(t == b"acTL" for t, _ in chunks) else []
     data = _orient(data, info["orientation"])
     if info["orientation"] in (5, 6, 7, 8) and info.get("dpi"):
         info["dpi"] = info["dpi"][::-1]
-    return Image(data=data, has_alpha=has_alpha, mode=mode, format="PNG", info=info, path=path)
+    frames = [Image(data=_orient(f, info["orientation"]), has_alpha=has_alpha, mode=mode, format="PNG",
+                    info=fi, path=path) for f, fi in frames]
+    if frames:
+        head = frames.pop(0)
+        info.update(head.info)
+    return Image(data=data, has_alpha=has_alpha, mode=mode, format="PNG", info=info, path=path,
+                 frames=frames)
+
+
+def _apng_frames(raw: bytes, chunks, ic, path: Path, first: np.ndarray, info: dict):
+    """``[(canvas, frame info)]`` of an animated PNG (libpng's composited frames), with
+    durations (ms), disposal and blend from its fcTL chunks and the loop count in ``info``;
+    empty when the animation is one frame."""
+    actl = next(d for t, d in chunks if t == b"acTL")
+    nframes, plays = struct.unpack(">II", actl[:8])
+    fctl = [d for t, d in chunks if t == b"fcTL"]
+    if nframes < 2:
+        return []
+    try:
+        canvases = ic.apng_decode(raw)
+    except Exception as exc:
+        raise InvalidImageError(
+            f"animated PNG file {str(path)!r} is corrupt or truncated (libpng: {_one_line(exc)})"
+        ) from None
+    if canvases.ndim == first.ndim:  # one frame after all
+        return []
+    if canvases.shape[1:] != first.shape or len(fctl) < len(canvases):
+        raise UnsupportedImageError(
+            f"animated PNG file {str(path)!r}: its {nframes} frames do not decode to "
+            f"{first.shape} canvases; convert it to GIF or WebP"
+        )
+    if len(fctl) > len(canvases):  # the default image is not part of the animation
+        fctl = fctl[-len(canvases):]
+    info["loop"] = int(plays)
+    out = []
+    for canvas, fc in zip(canvases, fctl):
+        num, den = struct.unpack(">HH", fc[20:24])
+        duration = 1000.0 * num / (den or 100)
+        canvas = canvas > 0 if first.dtype == np.bool_ else canvas
+        out.append((canvas, {"duration": duration, "disposal": fc[24], "blend": fc[25]}))
+    return out
 
 
 # -- writing --------------------------------------------------------------------------------

@@ -240,6 +240,9 @@ def _webp_is_lossless(fh) -> bool:
                 return True
             if tag == b"VP8 ":
                 return False
+            if tag == b"ANMF":  # an animation frame: its bitstream chunk follows its header
+                fh.seek(16, os.SEEK_CUR)
+                continue
             fh.seek(size + (size & 1), os.SEEK_CUR)
     finally:
         fh.seek(pos)
@@ -429,5 +432,110 @@ def _pillow_encoder(data: np.ndarray, has_alpha: bool, fmt: str, info: dict, qua
 
     def encode(fh):
         pil.save(fh, format=fmt, **params)
+
+    return encode
+
+
+# -- frames and pages ------------------------------------------------------------------------
+
+#: Formats whose files hold several frames (animations) or pages, which pixelmill writes back.
+MULTI_FRAME_FORMATS = ("GIF", "PNG", "WEBP", "TIFF")
+
+
+def _n_frames(im) -> int:
+    try:
+        return max(1, int(getattr(im, "n_frames", 1) or 1))
+    except Exception:
+        return 1
+
+
+def _frame_info(im) -> dict:
+    info = {"duration": im.info.get("duration")}
+    disposal = getattr(im, "disposal_method", None)
+    if disposal is None:
+        disposal = im.info.get("disposal")
+    if disposal is not None:
+        info["disposal"] = int(disposal)
+    if im.info.get("blend") is not None:
+        info["blend"] = int(im.info["blend"])
+    return info
+
+
+def _read_pillow_frames(fh, path: Path, fmt: str, im, first: Image) -> Image:
+    """``first`` (frame 0) with the frames after it: the pages of a TIFF, each read as
+    :func:`_read_pillow` reads one; the frames of an animation (GIF, WebP) as the composited
+    canvases a viewer shows, RGB, or RGBA when any frame has transparency."""
+    n = _n_frames(im)
+    if n == 1:
+        return first
+    if fmt == "TIFF":
+        pages = []
+        for i in range(1, n):
+            with _decoding(path, fmt, im):
+                im.seek(i)
+            pages.append(_read_pillow(fh, path, fmt, im))
+        return first.with_frames(pages)
+    canvases, infos = [], []
+    with _decoding(path, fmt, im):
+        for i in range(n):
+            im.seek(i)
+            im.load()
+            canvases.append(np.asarray(im.convert("RGBA")))
+            infos.append(_frame_info(im))
+    alpha = any((c[..., 3] != 255).any() for c in canvases)
+    if not alpha:
+        canvases = [c[..., :3] for c in canvases]
+    orientation = first.info.get("orientation", 1)
+    frames = [
+        Image(data=_orient(c, orientation), has_alpha=alpha, mode=first.mode, format=fmt,
+              info=dict(fi), path=path)
+        for c, fi in zip(canvases, infos)
+    ]
+    info = dict(first.info, **infos[0])
+    if im.info.get("loop") is not None:
+        info["loop"] = int(im.info["loop"])
+    head = frames[0]
+    return Image(data=head.data, has_alpha=alpha, mode=first.mode, format=fmt, info=info,
+                 path=path, frames=frames[1:])
+
+
+def _pillow_frames_encoder(frames: list, fmt: str, info: dict, quality: int, same_format: bool):
+    """``encode(fileobj)`` writing every frame: ``frames`` is ``[(data, has_alpha, info)]``,
+    the first frame's ``info`` being the image's. Durations, loop count, disposal and (APNG)
+    blending are the source's."""
+    pils = [_gif_palette(d, a) if fmt == "GIF" else _to_pillow(d, a) for d, a, _ in frames]
+    params = _save_params(fmt, pils[0].mode, info, quality, same_format)
+    if fmt in ("WEBP", "AVIF"):
+        _pil_class(fmt)
+    params.pop("transparency", None)
+    params.update(save_all=True, append_images=pils[1:])
+    if fmt != "TIFF":
+        durations = [fi.get("duration") for _, _, fi in frames]
+        if all(d is not None for d in durations):
+            params["duration"] = [int(round(float(d))) for d in durations]
+        if info.get("loop") is not None:
+            params["loop"] = int(info["loop"])
+    if fmt in ("GIF", "PNG"):
+        disposal = [fi.get("disposal") for _, _, fi in frames]
+        if all(d is not None for d in disposal):
+            params["disposal"] = disposal
+    if fmt == "PNG":
+        blend = [fi.get("blend") for _, _, fi in frames]
+        if all(b is not None for b in blend):
+            params["blend"] = blend
+        params["default_image"] = False
+    # GIF: each frame's own key (its palette's transparent index) is in its pil.info.
+    if fmt == "WEBP" and params.get("lossless"):
+        params["exact"] = True
+
+    def encode(fh):
+        if fmt == "TIFF":  # Pillow's page appender reads back what it wrote: a seekable buffer
+            import io
+
+            buf = io.BytesIO()
+            pils[0].save(buf, format=fmt, **params)
+            fh.write(buf.getbuffer())
+        else:
+            pils[0].save(fh, format=fmt, **params)
 
     return encode

@@ -59,7 +59,27 @@ _DTYPE_SUFFIX = {
 }
 
 
-def _read_tifffile(fh, path: Path, tp: _TiffPage) -> Image:
+def _read_tifffile(fh, path: Path, tp: _TiffPage, *, pages: bool = True) -> Image:
+    """The first page of ``tp`` (and, with ``pages``, every other page as a frame)."""
+    image = _read_tifffile_page(fh, path, tp)
+    if not pages:
+        return image
+    try:
+        others = list(tp.page.parent.pages)[1:]
+    except Exception as exc:
+        raise InvalidImageError(
+            f"TIFF file {str(path)!r} is corrupt after its first page (tifffile: {_one_line(exc)})"
+        ) from None
+    frames = []
+    for page in others:
+        dtype = None if page.dtype is None else np.dtype(page.dtype)
+        sub = _TiffPage(page, int(page.imagewidth), int(page.imagelength), dtype,
+                        int(page.samplesperpixel), int(page.bitspersample), False)
+        frames.append(_read_tifffile_page(fh, path, sub))
+    return image.with_frames(frames) if frames else image
+
+
+def _read_tifffile_page(fh, path: Path, tp: _TiffPage) -> Image:
     from tifffile import PHOTOMETRIC
 
     page = tp.page
@@ -173,9 +193,8 @@ def _describe_tifffile(fh, path, tp: _TiffPage) -> dict:
     )
 
 
-def _tifffile_encoder(data: np.ndarray, has_alpha: bool, info: dict, quality: int = 95):
-    import tifffile
-
+def _tifffile_kwargs(data: np.ndarray, has_alpha: bool, info: dict) -> dict:
+    """tifffile.imwrite / TiffWriter.write arguments for one page."""
     channels = 1 if data.ndim == 2 else data.shape[2]
     kwargs: dict = {"metadata": None, "photometric": "minisblack", "software": False}
     if channels >= 3:
@@ -194,7 +213,10 @@ def _tifffile_encoder(data: np.ndarray, has_alpha: bool, info: dict, quality: in
     extratags = []
     if info.get("exif"):
         ex = PILImage.Exif()
-        ex.load(info["exif"])
+        try:
+            ex.load(info["exif"])
+        except Exception:
+            ex = {}
         for code in (270, 271, 272, 305, 306, 315, 33432):  # plain-text IFD0 tags
             value = ex.get(code)
             if isinstance(value, str) and value:
@@ -202,12 +224,42 @@ def _tifffile_encoder(data: np.ndarray, has_alpha: bool, info: dict, quality: in
                     kwargs["software"] = value
                 else:
                     extratags.append((code, "s", 0, value, True))
+    if info.get("xmp"):
+        extratags.append((700, "B", len(info["xmp"]), bytes(info["xmp"]), True))
+    if info.get("iptc"):
+        extratags.append((33723, "B", len(info["iptc"]), bytes(info["iptc"]), True))
     if extratags:
         kwargs["extratags"] = extratags
-    if data.dtype.byteorder == ">":
-        data = data.astype(data.dtype.newbyteorder("="))
+    return kwargs
+
+
+def _native(data: np.ndarray) -> np.ndarray:
+    return data.astype(data.dtype.newbyteorder("=")) if data.dtype.byteorder == ">" else data
+
+
+def _tifffile_encoder(data: np.ndarray, has_alpha: bool, info: dict, quality: int = 95):
+    import tifffile
+
+    kwargs = _tifffile_kwargs(data, has_alpha, info)
+    data = _native(data)
 
     def encode(fh):
         tifffile.imwrite(fh, data, **kwargs)
+
+    return encode
+
+
+def _tifffile_pages_encoder(pages: list, info: dict):
+    """A multi-page TIFF: ``pages`` is ``[(data, has_alpha, page info)]``; the image's
+    metadata goes on the first page."""
+    import tifffile
+
+    jobs = [(_native(d), _tifffile_kwargs(d, a, info if i == 0 else dict(fi, premultiplied=info.get("premultiplied"))))
+            for i, (d, a, fi) in enumerate(pages)]
+
+    def encode(fh):
+        with tifffile.TiffWriter(fh) as tw:
+            for data, kwargs in jobs:
+                tw.write(data, **kwargs)
 
     return encode
