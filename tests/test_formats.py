@@ -465,3 +465,161 @@ def test_frames_into_a_single_image_format_refused_before_work(tmp_path, rng):
     it = items["anim.gif"]
     assert it["status"] == "failed" and "3 frames" in it["error"] and "GIF" in it["error"]
     assert it["timings"] == {}
+
+
+# -- (5) metadata that stays true is kept ---------------------------------------------------
+
+
+def _chunk(ctype: bytes, data: bytes) -> bytes:
+    import zlib
+
+    return len(data).to_bytes(4, "big") + ctype + data + zlib.crc32(ctype + data).to_bytes(4, "big")
+
+
+def _png_with_chunks(rng, depth=8) -> tuple[bytes, dict]:
+    """A PNG made by libpng with ancillary chunks spliced in after IHDR."""
+    import zlib
+
+    if depth == 8:
+        arr = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+        bkgd = (1).to_bytes(2, "big") * 3
+    else:
+        arr = rng.integers(0, 65536, (H, W, 3), dtype=np.uint16)
+        bkgd = (513).to_bytes(2, "big") * 3
+    png = bytes(imagecodecs.png_encode(arr))
+    icc = PILImage.core.__dict__.get("dummy") or b"\x00" * 128  # an opaque profile: kept as bytes
+    chunks = {
+        b"gAMA": (45455).to_bytes(4, "big"),
+        b"cHRM": b"".join(v.to_bytes(4, "big") for v in (31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000)),
+        b"sBIT": bytes([depth - 2] * 3),
+        b"bKGD": bkgd,
+        b"iCCP": b"test\x00\x00" + zlib.compress(icc),
+        b"tEXt": b"Author\x00pixelmill tests",
+        b"zTXt": b"Comment\x00\x00" + zlib.compress(b"squeezed"),
+        b"iTXt": b"Title\x00\x00\x00en\x00Titel\x00caf\xc3\xa9",
+        b"tIME": bytes([7, 234, 1, 2, 3, 4, 5]),
+    }
+    end = 8 + 12 + 13
+    png = png[:end] + b"".join(_chunk(t, d) for t, d in chunks.items()) + png[end:]
+    return png, chunks
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_png_ancillary_chunks_kept_and_time_reset(tmp_path, rng, depth):
+    from pixelmill.io._imagecodecs import _png_chunks
+
+    src = tmp_path / "in"
+    src.mkdir()
+    png, chunks = _png_with_chunks(rng, depth)
+    (src / "c.png").write_bytes(png)
+    _, items = run(src, tmp_path / "out")
+    assert items["c.png"]["status"] == "done", items["c.png"]
+    got = dict(_png_chunks((tmp_path / "out" / "c.png").read_bytes()))
+    for ctype in (b"gAMA", b"cHRM", b"sBIT", b"bKGD", b"tEXt", b"zTXt", b"iTXt"):
+        assert got.get(ctype) == chunks[ctype], ctype
+    import zlib
+
+    assert zlib.decompress(got[b"iCCP"].split(b"\x00", 2)[2]) == zlib.decompress(chunks[b"iCCP"][6:])
+    assert b"tIME" not in got  # the file is new
+    with PILImage.open(tmp_path / "out" / "c.png") as im:  # an independent reader agrees
+        assert im.info["gamma"] == pytest.approx(0.45455) and im.text["Author"] == "pixelmill tests"
+        assert im.text["Title"] == "café"
+
+
+def test_xmp_and_iptc_kept_in_jpeg_and_tiff(tmp_path, rng):
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
+    iptc = b"\x1c\x02\x00\x00\x02\x00\x04\x1c\x02\x05\x00\x05Title"
+    app13 = b"Photoshop 3.0\x008BIM\x04\x04\x00\x00" + len(iptc).to_bytes(4, "big") + iptc + b"\x00"
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    PILImage.fromarray(rgb).save(src / "a.jpg", xmp=xmp, quality=95)
+    raw = (src / "a.jpg").read_bytes()
+    (src / "a.jpg").write_bytes(raw[:2] + b"\xff\xed" + (len(app13) + 2).to_bytes(2, "big") + app13 + raw[2:])
+    PILImage.fromarray(rgb).save(src / "a.tif", tiffinfo={700: xmp, 33723: iptc})
+    tifffile.imwrite(src / "deep.tif", rng.integers(0, 65536, (H, W, 3), dtype=np.uint16), photometric="rgb",
+                     extratags=[(700, "B", len(xmp), xmp, True), (33723, "B", len(iptc), iptc, True)])
+    _, items = run(src, tmp_path / "out")
+    assert all(it["status"] == "done" for it in items.values()), items
+    with PILImage.open(tmp_path / "out" / "a.jpg") as im:
+        assert xmp in (im.info.get("xmp") or b"")
+        assert [d for m, d in im.applist if m == "APP13"] == [app13]
+    for name in ("a.tif", "deep.tif"):
+        with tifffile.TiffFile(tmp_path / "out" / name) as tf:
+            tags = tf.pages.first.tags
+            assert bytes(tags[700].value) == xmp, name
+            value = tags[33723].value
+            assert (value.tobytes() if hasattr(value, "tobytes") else bytes(value)) == iptc, name
+
+
+# -- (6) unclear failures and library warnings ----------------------------------------------
+
+
+def _exif_with(tag: int, kind: int, value: bytes) -> bytes:
+    import struct
+
+    head = struct.pack("<2sHI", b"II", 42, 8)
+    entry = struct.pack("<H", 1) + struct.pack("<HHI", tag, kind, 1) + struct.pack("<I", 26) + struct.pack("<I", 0)
+    return b"Exif\x00\x00" + head + entry + value
+
+
+def _nan_resolution_tiff(path: Path, rgb: np.ndarray) -> None:
+    """A deflate TIFF whose XResolution is 72/0 (libtiff refuses to write that back)."""
+    tifffile.imwrite(path, rgb, photometric="rgb", compression="adobe_deflate",
+                     resolution=((72, 1), (72, 1)), resolutionunit=2)
+    with tifffile.TiffFile(path) as tf:
+        offset = tf.pages.first.tags[282].valueoffset
+    raw = bytearray(path.read_bytes())
+    raw[offset + 4:offset + 8] = bytes(4)
+    path.write_bytes(bytes(raw))
+
+
+def test_unreadable_metadata_is_dropped_and_said_not_a_failure(tmp_path, rng):
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    # an EXIF whose IFD points past its end: Pillow cannot parse it
+    PILImage.fromarray(rgb).save(src / "broken.jpg", exif=b"Exif\x00\x00II*\x00\xff\xff\x00\x00", quality=95)
+    _nan_resolution_tiff(src / "nan.tif", rgb)
+    _, items = run(src, tmp_path / "out")
+    for name in ("broken.jpg", "nan.tif"):
+        assert items[name]["status"] == "done", items[name]
+    assert any("resolution" in w and "not kept" in w for w in items["nan.tif"]["warnings"])
+    out = read_image(tmp_path / "out" / "nan.tif")
+    np.testing.assert_array_equal(out.data, 255 - rgb)
+    # the writer's own refusal (here forced: the dpi given as it was read) is said, not a failure
+    img = read_image(src / "nan.tif")
+    img.info["dpi"] = (float("nan"), 72.0)
+    from pixelmill.io._warnings import collecting
+
+    with collecting() as said:
+        write_image(tmp_path / "forced.tif", img)
+    assert any("not kept" in w and "Error setting from dictionary" in w for w in said), said
+    np.testing.assert_array_equal(read_image(tmp_path / "forced.tif").data, rgb)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_library_warnings_go_to_the_record_not_stderr(tmp_path, rng, capfd):
+    from click.testing import CliRunner
+
+    from pixelmill.cli import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    import struct
+
+    head = struct.pack("<2sHI", b"II", 42, 8)  # a description said to be 100 bytes, with 4 there
+    exif = b"Exif\x00\x00" + head + struct.pack("<HHHII", 1, 270, 2, 100, 26) + bytes(4) + b"abcd"
+    for i in range(3):  # Pillow warns on every read
+        PILImage.fromarray(rgb).save(src / f"a{i}.jpg", exif=exif, quality=95)
+    capfd.readouterr()
+    for quiet in (["--quiet"], []):
+        res = CliRunner().invoke(main, ["run", str(src), "-o", str(tmp_path / f"out{len(quiet)}"),
+                                                        "--op", "invert", "--engine", "numpy", *quiet])
+        assert res.exit_code == 0, res.output
+        assert "Skipping tag" not in capfd.readouterr().err + res.output
+    assert "3 with library warnings" in res.output
+    manifest = json.loads((tmp_path / "out0" / "manifest.json").read_text())
+    for it in manifest["items"]:
+        assert any("Skipping tag 270" in w for w in it["warnings"]), it

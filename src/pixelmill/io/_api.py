@@ -10,7 +10,9 @@ import numpy as np
 
 from .._files import atomic_write
 from .._validation import check_quality
-from ..errors import InvalidImageError, InvalidParameterError, UnsupportedImageError
+from ..errors import InvalidImageError, InvalidParameterError, PixelmillError, UnsupportedImageError
+from ._formats import _one_line
+from ._warnings import note
 from ._formats import (
     DEFAULT_MAX_PIXELS,
     _check_max_pixels,
@@ -407,6 +409,34 @@ def write_image(
     same_format = meta is not None and meta.format == fmt
 
     frames = image.frames if isinstance(image, Image) else []
+    source = meta.format if meta is not None else None
+
+    def make(info):
+        return _encoder(data, has_alpha, fmt, info, quality, same_format, frames, source)
+
+    try:
+        atomic_write(path, make(info), durable=durable)
+    except PixelmillError:
+        raise
+    except Exception as exc:
+        kept = [k for k in _DROPPABLE if info.get(k)]
+        if not kept:
+            raise
+        # A writer that refuses the source's metadata (libtiff: "Error setting from
+        # dictionary" on a tag it finds invalid) gets the pixels without it, and the record
+        # says what was dropped and why. atomic_write left nothing behind.
+        atomic_write(path, make({k: v for k, v in info.items() if k not in _DROPPABLE}), durable=durable)
+        note(f"metadata ({', '.join(kept)}) not kept in {str(path)!r}: the {fmt} writer refused "
+             f"it ({_one_line(exc)})")
+    return path
+
+
+#: Metadata write_image drops, saying so, when a writer refuses it.
+_DROPPABLE = ("exif", "xmp", "iptc", "app13", "png_chunks", "icc_profile", "dpi")
+
+
+def _encoder(data, has_alpha, fmt, info, quality, same_format, frames, source):
+    """``encode(fileobj)`` for ``data`` in ``fmt``: the backend that writes it exactly."""
     turbo = _turbo_encoder(data, has_alpha, info, quality) if fmt == "JPEG" and not frames else None
     if frames:
         pages = [(data, has_alpha, info)] + [(np.asarray(f.data), f.has_alpha, dict(f.info)) for f in frames]
@@ -423,11 +453,10 @@ def write_image(
     elif fmt == "BMP" and has_alpha:
         encode = _bmp_encoder(data)
     elif fmt == "JXL":
-        encode = _jpegxl_encoder(data, has_alpha, info, quality, meta.format if meta is not None else None)
+        encode = _jpegxl_encoder(data, has_alpha, info, quality, source)
     else:
         encode = _pillow_encoder(data, has_alpha, fmt, info, quality, same_format)
         if fmt == "PNG":
             encode = _png_metadata_encoder(encode, info, data, has_alpha)
 
-    atomic_write(path, encode, durable=durable)
-    return path
+    return encode

@@ -15,6 +15,14 @@ from PIL import ImageFile
 from ..errors import ImageTooLargeError, InvalidImageError, UnsupportedImageError
 from ._formats import _one_line
 from ._image import Image
+from ._warnings import c_stderr_captured, note
+
+
+def _libtiff_quiet(fmt: str):
+    """libtiff's C-level warnings kept with the image (see _warnings.c_stderr_captured)."""
+    import contextlib
+
+    return c_stderr_captured() if fmt == "TIFF" else contextlib.nullcontext()
 from ._metadata import (
     _ORIENTATION,
     _clean_exif,
@@ -179,8 +187,9 @@ def _read_pillow(fh, path: Path, fmt: str, im, fast_decode=None) -> Image:
     with _decoding(path, fmt, im):
         data = fast_decode(fh, im, fmt) if fast_decode is not None and convert_to is None else None
         if data is None:
-            im.load()
-        exif = im.getexif()
+            with _libtiff_quiet(fmt):
+                im.load()
+    exif = _read_exif(im, path)
     info = _pil_metadata(fh, im, fmt, exif, mode)
     if convert_to is not None:
         im = im.convert(convert_to)
@@ -195,16 +204,37 @@ def _read_pillow(fh, path: Path, fmt: str, im, fast_decode=None) -> Image:
 
 
 
+def _read_exif(im, path: Path):
+    """The file's EXIF, or an empty one when it cannot be parsed (said in the record: the
+    picture is still read)."""
+    try:
+        exif = im.getexif()
+        exif.get(_ORIENTATION)
+        return exif
+    except Exception as exc:
+        note(f"EXIF of {str(path)!r} cannot be read and is not kept (Pillow: {_one_line(exc)})")
+        return PILImage.Exif()
+
+
 def _pil_metadata(fh, im, fmt: str, exif, mode: str) -> dict:
     src = im.info
     orientation = _orientation(exif.get(_ORIENTATION))
+    try:
+        clean = _clean_exif(exif, src.get("exif"))
+    except Exception as exc:
+        note(f"EXIF of {im.filename!r} cannot be rewritten and is not kept (Pillow: {_one_line(exc)})")
+        clean = None
     info = {
         "icc_profile": src.get("icc_profile") or None,
-        "exif": _clean_exif(exif, src.get("exif")),
+        "exif": clean,
         "orientation": orientation,
     }
     if src.get("dpi"):
-        info["dpi"] = tuple(float(v) for v in src["dpi"])
+        dpi = tuple(float(v) for v in src["dpi"])
+        if all(np.isfinite(v) and v > 0 for v in dpi):
+            info["dpi"] = dpi
+        else:  # e.g. a resolution of 72/0: no writer takes it back
+            note(f"resolution {src['dpi']!r} of {im.filename!r} is not a number of dots per inch; not kept")
     xmp = src.get("xmp") or src.get("XML:com.adobe.xmp")
     if xmp:
         xmp = xmp.encode() if isinstance(xmp, str) else bytes(xmp)
@@ -215,15 +245,30 @@ def _pil_metadata(fh, im, fmt: str, exif, mode: str) -> dict:
         from PIL import JpegImagePlugin
 
         info["subsampling"] = JpegImagePlugin.get_sampling(im)
+        app13 = [bytes(d) for m, d in getattr(im, "applist", ()) if m == "APP13"]
+        if app13:
+            info["app13"] = app13  # IPTC (Photoshop resources), kept as is
         info["progressive"] = bool(src.get("progressive") or src.get("progression"))
     elif fmt == "TIFF":
         info["compression"] = src.get("compression", "raw")
+        iptc = getattr(im, "tag_v2", {}).get(33723)
+        if iptc:
+            info["iptc"] = bytes(iptc) if isinstance(iptc, (bytes, bytearray)) else _iptc_bytes(iptc)
     elif fmt == "WEBP":
         info["lossless"] = _webp_is_lossless(fh)
     elif fmt == "PNG" and mode in ("L", "RGB", *_I16_MODES) and "transparency" in src:
         info["transparency"] = src["transparency"]
     return info
 
+
+
+def _iptc_bytes(value) -> bytes | None:
+    try:
+        if isinstance(value, (tuple, list)):
+            return b"".join(v.to_bytes(4, "big") if isinstance(v, int) else bytes(v) for v in value)
+        return bytes(value)
+    except Exception:
+        return None
 
 
 def _webp_is_lossless(fh) -> bool:
@@ -358,6 +403,13 @@ def _save_params(fmt: str, mode: str, info: dict, quality: int, same_format: boo
             params["compression"] = comp
         if comp in ("jpeg", "tiff_jpeg", "webp"):
             params["quality"] = quality  # every lossy writer honours --quality
+        tiffinfo = {}
+        if xmp:
+            tiffinfo[700] = bytes(xmp)
+        if info.get("iptc"):
+            tiffinfo[33723] = bytes(info["iptc"])
+        if tiffinfo:
+            params["tiffinfo"] = tiffinfo
     elif fmt == "AVIF":
         params["quality"] = quality
     elif fmt == "GIF":
@@ -430,8 +482,26 @@ def _pillow_encoder(data: np.ndarray, has_alpha: bool, fmt: str, info: dict, qua
         params["transparency"] = pil.info["transparency"]
     fmt = _PIL_NAMES.get(fmt, fmt)
 
+    app13 = info.get("app13") if fmt == "JPEG" else None
+
     def encode(fh):
-        pil.save(fh, format=fmt, **params)
+        if fmt == "TIFF":
+            import io
+
+            buf = io.BytesIO()
+            with _libtiff_quiet(fmt):
+                pil.save(buf, format=fmt, **params)
+            fh.write(buf.getbuffer())
+        elif app13:
+            import io
+
+            from ._jpeg import _jpeg_with_segments
+
+            buf = io.BytesIO()
+            pil.save(buf, format=fmt, **params)
+            _jpeg_with_segments(fh, buf.getvalue(), [(0xED, d) for d in app13])
+        else:
+            pil.save(fh, format=fmt, **params)
 
     return encode
 

@@ -164,6 +164,12 @@ def _tifffile_metadata(fh, page) -> dict:
     if xres and yres and unit in (2, 3):
         scale = 2.54 if unit == 3 else 1.0
         info["dpi"] = tuple(float(r[0]) / float(r[1]) * scale if r[1] else 0.0 for r in (xres, yres))
+    iptc = tag(33723)
+    if iptc is not None:
+        try:
+            info["iptc"] = iptc.tobytes() if hasattr(iptc, "tobytes") else bytes(iptc)
+        except Exception:
+            pass
     xmp = tag(700)
     if xmp:
         xmp = bytes(xmp)
@@ -175,7 +181,10 @@ def _tifffile_metadata(fh, page) -> dict:
         fh.seek(0)
         exif.load_from_fp(fh)
         info["exif"] = _clean_exif(exif, None)
-    except Exception:
+    except Exception as exc:
+        from ._warnings import note
+
+        note(f"EXIF cannot be read and is not kept (Pillow: {_one_line(exc)})")
         info["exif"] = None
     return info
 

@@ -18,7 +18,6 @@ from contextlib import contextmanager
 
 _local = threading.local()
 _install_lock = threading.Lock()
-_installed = False
 _LOGGERS = ("tifffile", "PIL", "imagecodecs")
 
 
@@ -47,27 +46,42 @@ class _ThreadRoutedHandler(logging.Handler):
             sys.stderr.write(text + "\n")  # what logging's last resort would have printed
 
 
+_FILTER = r"(tifffile|PIL|imagecodecs)(\.|$)"
+_handler: logging.Handler | None = None
+
+
+def _showwarning_hook(original):
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if not _note(f"{category.__name__}: {message}"):
+            original(message, category, filename, lineno, file, line)
+
+    showwarning._pixelmill = True
+    return showwarning
+
+
 def _install() -> None:
-    global _installed
+    """Install the hooks, again if someone (``warnings.catch_warnings``) has put theirs back."""
+    global _handler
+    if getattr(warnings.showwarning, "_pixelmill", False) and _has_filter():
+        return
     with _install_lock:
-        if _installed:
-            return
-        original = warnings.showwarning
+        if not getattr(warnings.showwarning, "_pixelmill", False):
+            warnings.showwarning = _showwarning_hook(warnings.showwarning)
+        if not _has_filter():
+            # Every occurrence, not once per code location: each image gets its own.
+            warnings.filterwarnings("always", module=_FILTER)
+        if _handler is None:
+            _handler = _ThreadRoutedHandler(logging.DEBUG)
+            for name in _LOGGERS:
+                logger = logging.getLogger(name)
+                logger.addHandler(_handler)
+                if logger.level == logging.NOTSET:
+                    logger.setLevel(logging.WARNING)  # Pillow's debug chatter stays out
 
-        def showwarning(message, category, filename, lineno, file=None, line=None):
-            if not _note(f"{category.__name__}: {message}"):
-                original(message, category, filename, lineno, file, line)
 
-        warnings.showwarning = showwarning
-        # Every occurrence, not once per code location: each image gets its own.
-        warnings.filterwarnings("always", module=r"(tifffile|PIL|imagecodecs)(\.|$)")
-        handler = _ThreadRoutedHandler(logging.DEBUG)
-        for name in _LOGGERS:
-            logger = logging.getLogger(name)
-            logger.addHandler(handler)
-            if logger.level == logging.NOTSET:
-                logger.setLevel(logging.WARNING)  # Pillow's debug chatter stays out
-        _installed = True
+def _has_filter() -> bool:
+    return any(f[0] == "always" and f[3] is not None and getattr(f[3], "pattern", None) == _FILTER
+               for f in warnings.filters)
 
 
 @contextmanager
@@ -90,3 +104,46 @@ def note(message: str) -> None:
     a Python warning when no collector runs."""
     if not _note(message):
         warnings.warn(message, stacklevel=2)
+
+
+# libtiff (inside Pillow) prints its warnings on the C stderr, file descriptor 2, out of
+# Python's reach. Around Pillow's TIFF decodes and encodes, fd 2 is pointed at a temporary
+# file: libtiff's lines become this image's warnings, and anything else written there
+# meanwhile (another thread's output) is passed on afterwards. One block at a time: fd 2 is
+# the process's.
+_FD_LOCK = threading.Lock()
+
+
+@contextmanager
+def c_stderr_captured():
+    """Capture what C code writes on file descriptor 2 during the block (see above)."""
+    import os
+    import tempfile
+
+    with _FD_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no fd 2 (embedded): nothing to capture
+            yield
+            return
+        tmp = tempfile.TemporaryFile()
+        try:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", "replace")
+        finally:
+            os.close(saved)
+            tmp.close()
+    other = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if not _note(f"libtiff: {line.strip()}"):
+            other.append(line)
+    if other:
+        sys.stderr.write("\n".join(other) + "\n")
