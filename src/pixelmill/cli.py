@@ -96,6 +96,8 @@ def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality
     except PixelmillError as exc:
         _fail(str(exc))
     summary = result.summary
+    # Library warnings are kept per image in the manifest, never printed: here only counted.
+    summary["images_with_warnings"] = len({item["input"] for item in result.items if item.get("warnings")})
     if sheet:
         from .tools import write_contact_sheet
 
@@ -106,7 +108,7 @@ def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality
         for item in result.items:
             if item["status"] == "failed" and not quiet:
                 click.echo(f"failed: {item['input']} [{item['op']}]: {item['error']}", err=True)
-        warned = sum(1 for item in result.items if item.get("warnings"))
+        warned = summary["images_with_warnings"]
         click.echo(
             f"done {summary['done']}, skipped {summary['skipped']}, failed {summary['failed']}"
             f" (ignored {summary['ignored_non_images']} non-image files"

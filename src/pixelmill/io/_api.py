@@ -110,7 +110,7 @@ def _read_exactly(fh, path, fmt, im) -> Image:
     return image
 
 
-def _decode(path, max_pixels, read_pillow, read_tifffile) -> Image:
+def _decode(path, max_pixels, read_pillow, read_tifffile, finish=None) -> Image:
     """Sniff, check the size, and hand the open file to the backend that reads it exactly:
     ``read_tifffile(fh, path, tiff_page)`` or ``read_pillow(fh, path, fmt, pil_image)``."""
     path = _input_path(path)
@@ -124,10 +124,10 @@ def _decode(path, max_pixels, read_pillow, read_tifffile) -> Image:
                 _check_size(path, tp.width, tp.height, limit)
                 if not tp.pillow_ok:
                     return read_tifffile(fh, path, tp)
-        if fmt == "JXL":
+        if fmt == "JXL":  # libjxl, no Pillow plugin: decoded whole, then size-checked
             image = _read_jpegxl(fh, path)
             _check_size(path, image.width, image.height, limit)
-            return image
+            return finish(image) if finish is not None else image
         try:
             im = _pil_open(fh, path, fmt)
         except InvalidImageError:
@@ -192,7 +192,7 @@ def read_thumbnail(path, size: int, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     def read_tifffile(fh, path, tp):
         return _subsampled(_read_tifffile(fh, path, tp, pages=False), size)
 
-    return _decode(path, max_pixels, read_pillow, read_tifffile)
+    return _decode(path, max_pixels, read_pillow, read_tifffile, finish=lambda image: _subsampled(image, size))
 
 
 def _subsampled(image: Image, size: int) -> Image:
