@@ -68,8 +68,10 @@ def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image:
     Parameters
     ----------
     path : str or Path
-        A JPEG, PNG, TIFF, BMP or WebP file. The content decides the format, not the
-        extension. The file is only read.
+        An image in any format of :data:`~pixelmill.io.FORMATS` that reads (JPEG, PNG and
+        APNG, TIFF, BMP, WebP, GIF, TGA, PNM, PFM, PSD, ICO, CUR, ICNS, JPEG 2000, QOI,
+        AVIF, JPEG XL). The content decides the format, not the extension. The file is only
+        read. Animations and multi-page TIFFs come with every frame (``Image.frames``).
     max_pixels : int or None
         Refuse images with more pixels than this, checked from the header before any
         decoding (decompression-bomb guard). None disables the check.
@@ -327,7 +329,8 @@ def write_image(
         4 channels is taken as grey + alpha / RGBA, unless ``like`` says it has no alpha
         (CMYK).
     format : str, optional
-        ``JPEG``, ``PNG``, ``TIFF``, ``BMP`` or ``WEBP`` (``jpg``/``tif`` accepted). Default:
+        A format of :data:`~pixelmill.io.SUPPORTED_FORMATS` (extensions such as ``jpg``/``tif``
+        accepted). Default:
         from the extension of ``path``, else the source's format (``like`` or ``image``).
     quality : int
         1..100, for JPEG and lossy WebP (a lossless WebP source is written lossless).

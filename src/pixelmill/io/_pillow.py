@@ -15,14 +15,6 @@ from PIL import ImageFile
 from ..errors import ImageTooLargeError, InvalidImageError, UnsupportedImageError
 from ._formats import _one_line
 from ._image import Image
-from ._warnings import c_stderr_captured, note
-
-
-def _libtiff_quiet(fmt: str):
-    """libtiff's C-level warnings kept with the image (see _warnings.c_stderr_captured)."""
-    import contextlib
-
-    return c_stderr_captured() if fmt == "TIFF" else contextlib.nullcontext()
 from ._metadata import (
     _ORIENTATION,
     _clean_exif,
@@ -31,6 +23,14 @@ from ._metadata import (
     _orientation,
     _strip_xmp_orientation,
 )
+from ._warnings import c_stderr_captured, note
+
+
+def _libtiff_quiet(fmt: str):
+    """libtiff's C-level warnings kept with the image (see _warnings.c_stderr_captured)."""
+    import contextlib
+
+    return c_stderr_captured() if fmt == "TIFF" else contextlib.nullcontext()
 
 # Pillow's guards, PIL.Image.MAX_IMAGE_PIXELS and PIL.ImageFile.LOAD_TRUNCATED_IMAGES, are
 # process-wide switches: while _pillow_strict holds them, every Pillow decode in the process

@@ -113,7 +113,8 @@ def _read_tifffile_page(fh, path: Path, tp: _TiffPage) -> Image:
         ) from None
     except Exception as exc:
         raise InvalidImageError(
-            f"cannot decode TIFF image file {str(path)!r} (truncated or corrupt): {_one_line(exc)}"
+            f"TIFF image file {str(path)!r} is truncated or corrupt: its pixel data cannot be "
+            f"decoded (tifffile: {_one_line(exc)})"
         ) from None
     axes = page.axes
     if "S" in axes and axes.index("S") < axes.index("Y"):  # planar: S x H x W
