@@ -623,3 +623,20 @@ def test_library_warnings_go_to_the_record_not_stderr(tmp_path, rng, capfd):
     manifest = json.loads((tmp_path / "out0" / "manifest.json").read_text())
     for it in manifest["items"]:
         assert any("Skipping tag 270" in w for w in it["warnings"]), it
+
+
+def test_10bit_avif_read_at_full_depth_not_8(tmp_path, rng):
+    ten = rng.integers(0, 1024, (16, 16, 3)).astype(np.uint16)
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "deep.avif").write_bytes(imagecodecs.avif_encode(ten, level=100, bitspersample=10))
+    decoded = imagecodecs.avif_decode((src / "deep.avif").read_bytes())  # libavif, the oracle
+    img = read_image(src / "deep.avif")
+    assert img.data.dtype == np.uint16 and img.mode == "RGB;10"
+    assert describe(src / "deep.avif")["dtype"] == "uint16"
+    np.testing.assert_array_equal(np.rint(img.data / (65535 / 1023)).astype(np.uint16), decoded)
+    _, items = run(src, tmp_path / "out", quality=100)
+    assert items["deep.avif"]["status"] == "done", items["deep.avif"]
+    out = imagecodecs.avif_decode((tmp_path / "out" / "deep.avif").read_bytes())
+    assert out.dtype == np.uint16 and out.max() <= 1023
+    assert np.abs(out.astype(int) - (1023 - decoded.astype(int))).mean() < 8  # lossy, near

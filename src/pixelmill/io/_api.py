@@ -36,6 +36,9 @@ from ._pillow import (
     _read_pillow_frames,
 )
 from ._imagecodecs import (
+    _avif_depth,
+    _avif_encoder,
+    _read_avif_deep,
     _bmp_encoder,
     _describe_png,
     _jpegxl_encoder,
@@ -104,6 +107,11 @@ def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image:
 
 
 def _read_exactly(fh, path, fmt, im) -> Image:
+    if fmt == "AVIF":
+        fh.seek(0)
+        depth = _avif_depth(fh.read(1 << 12))
+        if depth is not None and depth > 8:  # Pillow would give 8 bits of it
+            return _read_avif_deep(fh, path, depth)
     if fmt == "PNG":  # libpng: every depth, colour keys as alpha, CRCs checked
         return _read_png(fh, path, im, lambda exif: _pil_metadata(fh, im, fmt, exif, im.mode))
     image = _read_pillow(fh, path, fmt, im, fast_decode=_turbo_decode)
@@ -235,10 +243,13 @@ def describe(path) -> dict:
                          dtype=image.data.dtype, channels=image.channels, has_alpha=image.has_alpha,
                          orientation=1, icc=False, exif=False)
         else:
-            head = fh.read(1 << 16) if fmt == "PNG" else b""
+            head = fh.read(1 << 16) if fmt in ("PNG", "AVIF") else b""
             facts = _describe_pillow(fh, path, fmt)
             if fmt == "PNG":
                 facts = _describe_png(head, facts)
+            depth = _avif_depth(head) if fmt == "AVIF" else None
+            if depth is not None and depth > 8:
+                facts.update(dtype=np.dtype(np.uint16), mode=f"{facts['mode']};{depth}")
     width, height = facts.pop("width"), facts.pop("height")
     if facts["orientation"] in (5, 6, 7, 8):
         width, height = height, width
@@ -455,6 +466,8 @@ def _encoder(data, has_alpha, fmt, info, quality, same_format, frames, source):
         encode = _png_encoder(data, has_alpha, info)
     elif fmt == "BMP" and has_alpha:
         encode = _bmp_encoder(data)
+    elif fmt == "AVIF" and data.dtype == np.uint16:
+        encode = _avif_encoder(data, info, quality)
     elif fmt == "JXL":
         encode = _jpegxl_encoder(data, has_alpha, info, quality, source)
     else:

@@ -71,7 +71,8 @@ FORMATS = {
         FormatSpec("JPEG2000", (".jp2", ".j2k", ".jpx", ".jpf", ".j2c"), depths="8, 16",
                    package="pillow (OpenJPEG)"),
         FormatSpec("QOI", (".qoi",)),
-        FormatSpec("AVIF", (".avif",), metadata="ICC, EXIF, XMP", package="pillow (libavif)"),
+        FormatSpec("AVIF", (".avif",), depths="8, 10, 12", metadata="ICC, EXIF, XMP (8-bit)",
+                   package="pillow (libavif), imagecodecs (10/12-bit)"),
         FormatSpec("JXL", (".jxl",), depths="8, 16, 32F", package="imagecodecs (libjxl)"),
         FormatSpec("HEIF", (".heic", ".heif", ".hif"), reads=False, writes=False,
                    package="pillow-heif", note=(
@@ -280,7 +281,7 @@ _CAPS = {
     "PFM": {_F32: {_GREY}},
     "JPEG2000": {_U8: _ALL8, _U16: {_GREY}},
     "QOI": {_U8: {_RGB, _RGBA}},
-    "AVIF": {_U8: {_RGB, _RGBA}},
+    "AVIF": {_U8: {_RGB, _RGBA}, _U16: {_RGB, _RGBA}},
     "JXL": {_U8: _ALL8, _U16: _ALL8},
 }
 _CAPS_TEXT = {
@@ -294,7 +295,7 @@ _CAPS_TEXT = {
     "PFM": "float32 grey",
     "JPEG2000": "8-bit grey/grey+alpha/RGB/RGBA and 16-bit grey",
     "QOI": "8-bit RGB and RGBA",
-    "AVIF": "8-bit RGB and RGBA",
+    "AVIF": "8-bit RGB and RGBA, 10/12-bit RGB and RGBA (as uint16)",
     "JXL": "8- and 16-bit grey/grey+alpha/RGB/RGBA",
 }
 _TIFF_DTYPES = tuple(np.dtype(t) for t in (np.bool_, np.uint8, np.int8, np.uint16, np.int16,
