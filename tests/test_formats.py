@@ -640,3 +640,21 @@ def test_10bit_avif_read_at_full_depth_not_8(tmp_path, rng):
     out = imagecodecs.avif_decode((tmp_path / "out" / "deep.avif").read_bytes())
     assert out.dtype == np.uint16 and out.max() <= 1023
     assert np.abs(out.astype(int) - (1023 - decoded.astype(int))).mean() < 8  # lossy, near
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16bit_colour_jpeg2000_read_at_full_depth_and_inverted_twice(tmp_path, rng, channels):
+    deep = rng.integers(0, 65536, (H, W, channels), dtype=np.uint16)
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "deep.jp2").write_bytes(imagecodecs.jpeg2k_encode(deep, level=0))  # lossless
+    img = read_image(src / "deep.jp2")
+    assert img.format == "JPEG2000"
+    np.testing.assert_array_equal(img.data, imagecodecs.jpeg2k_decode((src / "deep.jp2").read_bytes()))
+    np.testing.assert_array_equal(img.data, deep)
+    run(src, tmp_path / "once")
+    run(tmp_path / "once", tmp_path / "twice")
+    once = imagecodecs.jpeg2k_decode((tmp_path / "once" / "deep.jp2").read_bytes())
+    np.testing.assert_array_equal(once[..., :3], 65535 - deep[..., :3])
+    np.testing.assert_array_equal(once[..., 3:], deep[..., 3:])
+    np.testing.assert_array_equal(read_image(tmp_path / "twice" / "deep.jp2").data, deep)

@@ -38,6 +38,9 @@ from ._pillow import (
 from ._imagecodecs import (
     _avif_depth,
     _avif_encoder,
+    _jpeg2k_encoder,
+    _jpeg2k_layout,
+    _read_jpeg2k_deep,
     _read_avif_deep,
     _bmp_encoder,
     _describe_png,
@@ -112,6 +115,11 @@ def _read_exactly(fh, path, fmt, im) -> Image:
         depth = _avif_depth(fh.read(1 << 12))
         if depth is not None and depth > 8:  # Pillow would give 8 bits of it
             return _read_avif_deep(fh, path, depth)
+    if fmt == "JPEG2000":
+        fh.seek(0)
+        layout = _jpeg2k_layout(fh.read(1 << 12))
+        if layout is not None and layout[1] > 8 and layout[0] > 1:  # Pillow: 8 bits of colour
+            return _read_jpeg2k_deep(fh, path, layout[1])
     if fmt == "PNG":  # libpng: every depth, colour keys as alpha, CRCs checked
         return _read_png(fh, path, im, lambda exif: _pil_metadata(fh, im, fmt, exif, im.mode))
     image = _read_pillow(fh, path, fmt, im, fast_decode=_turbo_decode)
@@ -466,6 +474,8 @@ def _encoder(data, has_alpha, fmt, info, quality, same_format, frames, source):
         encode = _png_encoder(data, has_alpha, info)
     elif fmt == "BMP" and has_alpha:
         encode = _bmp_encoder(data)
+    elif fmt == "JPEG2000" and data.dtype == np.uint16 and data.ndim == 3:
+        encode = _jpeg2k_encoder(data, info)
     elif fmt == "AVIF" and data.dtype == np.uint16:
         encode = _avif_encoder(data, info, quality)
     elif fmt == "JXL":

@@ -330,3 +330,62 @@ def _avif_encoder(data: np.ndarray, info: dict, quality: int):
         fh.write(bytes(ic.avif_encode(samples, level=quality, bitspersample=depth)))
 
     return encode
+
+
+# -- JPEG 2000 colour deeper than 8 bits (Pillow decodes those to 8 bits) -------------------
+
+
+def _jpeg2k_layout(head: bytes) -> tuple[int, int] | None:
+    """(components, bits) from the codestream's SIZ marker segment (the container, not the
+    codec)."""
+    at = head.find(b"\xff\x51")
+    if at < 0 or len(head) < at + 41:
+        return None
+    components = int.from_bytes(head[at + 38:at + 40], "big")
+    sizes = head[at + 40:at + 40 + 3 * components:3]
+    if not components or len(sizes) < components:
+        return None
+    return components, max((s & 0x7F) + 1 for s in sizes)
+
+
+def _to_u16(data: np.ndarray, depth: int) -> np.ndarray:
+    """Samples of ``depth`` bits onto uint16's range, exactly invertible by :func:`_from_u16`."""
+    if depth == 16:
+        return data.astype(np.uint16)
+    return np.rint(data.astype(np.float64) * (65535 / ((1 << depth) - 1))).astype(np.uint16)
+
+
+def _from_u16(data: np.ndarray, depth: int) -> np.ndarray:
+    if depth == 16:
+        return np.ascontiguousarray(data, dtype=np.uint16)
+    return np.ascontiguousarray(np.rint(data.astype(np.float64) * (((1 << depth) - 1) / 65535)).astype(np.uint16))
+
+
+def _read_jpeg2k_deep(fh, path: Path, depth: int) -> Image:
+    """A JPEG 2000 colour image of more than 8 bits by OpenJPEG (imagecodecs), at full depth."""
+    ic = _codecs()
+    fh.seek(0)
+    try:
+        data = ic.jpeg2k_decode(fh.read())
+    except Exception as exc:
+        raise InvalidImageError(
+            f"JPEG 2000 file {str(path)!r} is corrupt or truncated (OpenJPEG: {_one_line(exc)})"
+        ) from None
+    data = _to_u16(data, depth)
+    channels = 1 if data.ndim == 2 else data.shape[2]
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels] + f";{depth}"
+    return Image(data=data, has_alpha=channels in (2, 4), mode=mode, format="JPEG2000",
+                 info={"icc_profile": None, "exif": None, "orientation": 1, "j2k_depth": depth},
+                 path=path)
+
+
+def _jpeg2k_encoder(data: np.ndarray, info: dict):
+    """16-bit colour JPEG 2000, lossless, at the source's depth (16 when unknown)."""
+    ic = _codecs()
+    depth = int(info.get("j2k_depth") or 16)
+    samples = _from_u16(data, depth)
+
+    def encode(fh):
+        fh.write(bytes(ic.jpeg2k_encode(samples, level=0, reversible=True, bitspersample=depth)))
+
+    return encode
