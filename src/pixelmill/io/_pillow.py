@@ -47,17 +47,20 @@ _guard_saved: tuple = ()
 @contextmanager
 def _pillow_strict(pixels: int):
     global _guard_depth, _guard_saved
-    limit = PILImage.MAX_IMAGE_PIXELS
-    needed = ImageFile.LOAD_TRUNCATED_IMAGES or (limit is not None and pixels > limit)
+    with _GUARD_LOCK:
+        # Decided under the lock: while another decode holds the switches (limit None), this
+        # one must hold them too, or their restoring would catch it mid-decode.
+        limit = PILImage.MAX_IMAGE_PIXELS
+        needed = _guard_depth > 0 or ImageFile.LOAD_TRUNCATED_IMAGES or (limit is not None and pixels > limit)
+        if needed:
+            if _guard_depth == 0:
+                _guard_saved = (ImageFile.LOAD_TRUNCATED_IMAGES, PILImage.MAX_IMAGE_PIXELS)
+                ImageFile.LOAD_TRUNCATED_IMAGES = False
+                PILImage.MAX_IMAGE_PIXELS = None
+            _guard_depth += 1
     if not needed:
         yield
         return
-    with _GUARD_LOCK:
-        if _guard_depth == 0:
-            _guard_saved = (ImageFile.LOAD_TRUNCATED_IMAGES, PILImage.MAX_IMAGE_PIXELS)
-            ImageFile.LOAD_TRUNCATED_IMAGES = False
-            PILImage.MAX_IMAGE_PIXELS = None
-        _guard_depth += 1
     try:
         yield
     finally:
