@@ -68,8 +68,9 @@ def _install() -> None:
         if not getattr(warnings.showwarning, "_pixelmill", False):
             warnings.showwarning = _showwarning_hook(warnings.showwarning)
         if not _has_filter():
-            # Every occurrence, not once per code location: each image gets its own.
-            warnings.filterwarnings("always", module=_FILTER)
+            # Every occurrence, not once per code location: each image gets its own. Appended,
+            # so that the application's own filters (an "ignore", say) still come first.
+            warnings.filterwarnings("always", module=_FILTER, append=True)
         if _handler is None:
             _handler = _ThreadRoutedHandler(logging.DEBUG)
             for name in _LOGGERS:
@@ -111,7 +112,7 @@ def note(message: str) -> None:
 # file: libtiff's lines become this image's warnings, and anything else written there
 # meanwhile (another thread's output) is passed on afterwards. One block at a time: fd 2 is
 # the process's.
-_FD_LOCK = threading.Lock()
+_FD_LOCK = threading.RLock()  # re-entrant: a nested capture restores the outer one
 
 
 @contextmanager
