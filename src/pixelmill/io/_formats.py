@@ -77,7 +77,7 @@ FORMATS = {
         FormatSpec("HEIF", (".heic", ".heif", ".hif"), reads=False, writes=False,
                    package="pillow-heif", note=(
                        "not handled: pillow-heif's wheels bundle the GPL x265 encoder, which "
-                       "pixelmill's MIT licence keeps out; convert HEIC to AVIF, JPEG or TIFF first")),
+                       "pixelmill keeps out; convert HEIC to AVIF, JPEG or TIFF first")),
     )
 }
 
