@@ -112,6 +112,8 @@ def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality
         click.echo(f"pixelmill: error: {exc}", err=True)
         sys.exit(1)
     summary = result.summary
+    # Library warnings are kept per image in the manifest, never printed: here only counted.
+    summary["images_with_warnings"] = len({item["input"] for item in result.items if item.get("warnings")})
     if sheet:
         from .tools import write_contact_sheet
 
@@ -122,9 +124,12 @@ def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality
         for item in result.items:
             if item["status"] == "failed" and not quiet:
                 click.echo(f"failed: {item['input']} [{item['op']}]: {item['error']}", err=True)
+        warned = summary["images_with_warnings"]
         click.echo(
             f"done {summary['done']}, skipped {summary['skipped']}, failed {summary['failed']}"
-            f" (ignored {summary['ignored_non_images']} non-image files) in {summary['seconds']:.1f} s"
+            f" (ignored {summary['ignored_non_images']} non-image files"
+            + (f"; {warned} with library warnings, listed in the manifest" if warned else "")
+            + f") in {summary['seconds']:.1f} s"
             + (f", {summary['megapixels_per_second']:.1f} MP/s" if summary["megapixels_per_second"] else "")
         )
         if not result.manifest_error:
@@ -202,6 +207,18 @@ def info(images, as_json):
         for d in described:
             click.echo(" ".join(f"{k}={v}" for k, v in d.items()))
     sys.exit(status)
+
+
+@main.command("formats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def formats_cmd(as_json):
+    """List every format: read/write, bit depths, alpha, frames, metadata kept, package."""
+    from .io import format_rows, formats_table
+
+    if as_json:
+        click.echo(json.dumps(format_rows(), indent=1))
+    else:
+        click.echo(formats_table())
 
 
 @main.command()

@@ -13,8 +13,9 @@ import numpy as np
 
 from ..engines import make_engine
 from ..errors import InvalidImageError, PixelmillError
-from ..io import EXTENSION_FORMATS, read_image, write_image
-from ..ops import Operation, fuse_policy, to_dtype
+from ..io import EXTENSION_FORMATS, check_writable, premultiply, read_image, unpremultiply, write_image
+from ..io import collecting_warnings as collecting
+from ..ops import Invert, Operation, fuse_policy, to_dtype
 from ._manifest import record as _record
 from ._settings import RunSettings
 
@@ -46,7 +47,16 @@ class Task:
 
 
 def run_task(task: Task) -> list[dict]:
-    """Decode once, run each step, encode each output atomically. Never raises."""
+    """Decode once, run each step, encode each output atomically. Never raises. What the
+    codec libraries warn about meanwhile goes into each record's ``warnings``."""
+    with collecting() as messages:
+        records = _run_task(task)
+    for rec in records:
+        rec["warnings"] = list(messages)
+    return records
+
+
+def _run_task(task: Task) -> list[dict]:
     s = task.settings
     records = []
     t0 = time.perf_counter()
@@ -58,17 +68,23 @@ def run_task(task: Task) -> list[dict]:
             raise InvalidImageError(
                 f"{task.input!r}: the extension {suffix!r} says {promised} but the content is {image.format}"
             )
+        for step in task.steps:  # an output the format cannot hold fails before any work
+            check_writable(step.output, image, format=s.format)
     except Exception as exc:  # one bad file never stops a batch
         reason = _one_line(exc)
         return [_record(task.input, st, "failed", reason) for st in task.steps]
     decode = time.perf_counter() - t0
-    pixels = int(image.data.shape[0] * image.data.shape[1])
+    pixels = sum(int(f.data.shape[0] * f.data.shape[1]) for f in [image, *image.frames])
     ops = [step.op for step in task.steps]
     t1 = time.perf_counter()
     try:
         # The filter bank: every op reads the one decoded image; parallel engines run them at once.
         engine = _inner_engine(task.inner_engine, task.inner_workers, s)
         results = _apply_bank(engine, ops, image, s)
+        # Every frame or page of a multi-frame file, each with its own duration/disposal.
+        per_frame = [_apply_bank(engine, ops, frame, s) for frame in image.frames]
+        if per_frame:
+            results = [r.with_frames([f[i] for f in per_frame]) for i, r in enumerate(results)]
     except Exception as exc:
         reason = _one_line(exc)
         return [_record(task.input, st, "failed", reason) for st in task.steps]
@@ -84,6 +100,11 @@ def run_task(task: Task) -> list[dict]:
             timings["encode"] = round(time.perf_counter() - t2, 6)
             rec = _record(task.input, step, "done", None, timings=timings, pixels=pixels)
             rec["size"] = os.stat(step.output).st_size
+            rec["format"] = fmt or image.format
+            if rec["format"] in _LOSSY and (
+                rec["format"] != "TIFF" or image.info.get("compression") in ("jpeg", "tiff_jpeg")
+            ):
+                rec["quality"] = s.quality
         except Exception as exc:
             rec = _record(task.input, step, "failed", _one_line(exc), timings=timings)
         records.append(rec)
@@ -109,10 +130,23 @@ def close_inner_engines() -> None:
         engine.close()
 
 
+#: Output formats whose writer takes --quality (TIFF: when JPEG-compressed).
+_LOSSY = frozenset({"JPEG", "WEBP", "AVIF", "JXL", "TIFF"})
+
+
 def _apply_bank(engine, ops: list[Operation], image, s: RunSettings):
-    """Run ``ops`` on the colour channels; alpha is carried through untouched."""
+    """Run ``ops`` on the colour channels; alpha is carried through untouched.
+
+    Premultiplied (associated) alpha: the ops see straight colour, and their results are
+    premultiplied again (inversion exactly: ``alpha - stored``). Float images keep float
+    results at full range unless a policy is asked for."""
     color = image.color
-    planned = [fuse_policy(op, s.policy or op.default_policy, color.dtype) for op in ops]
+    premultiplied = bool(image.info.get("premultiplied")) and image.has_alpha
+    if premultiplied:
+        straight = unpremultiply(color, image.alpha)
+        color = straight.astype(color.dtype) if color.dtype.kind == "f" else to_dtype(straight, color.dtype)
+    keep_float = color.dtype.kind == "f" and s.policy is None
+    planned = [fuse_policy(op, None if keep_float else s.policy or op.default_policy, color.dtype) for op in ops]
     ops = [op for op, _ in planned]
     if len(ops) == 1 and _can_overwrite(color, ops[0].out_dtype(color.dtype)):
         # One op: write its result over the decoded pixels, which nothing else reads. The
@@ -121,9 +155,21 @@ def _apply_bank(engine, ops: list[Operation], image, s: RunSettings):
     else:
         results = engine.run_many(ops, color, border=s.border, cval=s.cval)
     outputs = []
-    for (_, after), result in zip(planned, results):
+    for op, (_, after), result in zip(ops, planned, results):
         if after is not None:
             result = to_dtype(result, color.dtype, policy=after)
+        elif keep_float and result.dtype != color.dtype:
+            result = result.astype(color.dtype)  # float in, float out: never clipped unless asked
+        if premultiplied:
+            alpha = image.alpha if color.ndim == 2 else image.alpha[..., None]
+            if isinstance(op, Invert) and color.dtype.kind in "uf":
+                # (max - c) * a / max = a - stored, exactly
+                if color.dtype.kind == "u":
+                    result = np.clip(alpha.astype(np.int64) - image.color, 0, None).astype(color.dtype)
+                else:
+                    result = alpha - image.color
+            else:
+                result = premultiply(result, image.alpha, color.dtype)
         outputs.append(image.with_color(result))
     return outputs
 

@@ -21,9 +21,11 @@ tifffile TIFFs            e.g. ``RGB;16`` uint16 H x W x 3,           with an
                           ``RGB;32F`` float32, ``L;16S`` int16         extra sample
 ========================  ==========================================  ===========
 
-16-bit colour PNGs are refused (Pillow could only give 8 bits of them; use 16-bit TIFF).
-Pillow's writers bound what can be written: BMP gets no alpha, PNG no 16-bit colour, JPEG no
-alpha (dropped on write); TIFF holds every layout above.
+PNG pixels come from libpng (imagecodecs): every bit depth (16-bit colour and grey + alpha
+too), palettes expanded to RGB, a colour key (tRNS) carried as an alpha channel, CRCs checked.
+Premultiplied (associated-alpha) TIFFs keep their stored samples with ``info["premultiplied"]``;
+the batch computes on straight colour. JPEG has no alpha (dropped on write); TIFF holds every
+layout above. The format table (:data:`FORMATS`) says what each format holds.
 
 The EXIF orientation is applied on read (as :func:`PIL.ImageOps.exif_transpose` does), so
 ``data`` is upright; the EXIF kept in ``Image.info`` says orientation 1. Only the first
@@ -45,18 +47,27 @@ from ._formats import (
     FORMAT_SUFFIX,
     FORMATS,
     IMAGE_EXTENSIONS,
+    READ_FORMATS,
     SUPPORTED_FORMATS,
     FormatSpec,
+    format_rows,
+    formats_table,
     is_image_path,
 )
-from ._image import Image
+from ._image import Image, premultiply, unpremultiply
+from ._warnings import collecting as collecting_warnings
 
 __all__ = [
     "Image",
+    "premultiply",
+    "unpremultiply",
+    "collecting_warnings",
     "read_image",
     "read_thumbnail",
     "write_image",
     "describe",
+    "check_writable",
+    "READ_FORMATS",
     "is_image_path",
     "SUPPORTED_FORMATS",
     "IMAGE_EXTENSIONS",
@@ -64,6 +75,8 @@ __all__ = [
     "FORMAT_SUFFIX",
     "FORMATS",
     "FormatSpec",
+    "format_rows",
+    "formats_table",
     "DEFAULT_MAX_PIXELS",
     "atomic_write",
 ]
@@ -72,7 +85,7 @@ __all__ = [
 def __getattr__(name):
     # The functions pull in Pillow and simplejpeg: loaded on first use, so that the format
     # table (the CLI's choices) and the Image value come without them.
-    if name in ("describe", "read_image", "read_thumbnail", "write_image"):
+    if name in ("describe", "read_image", "read_thumbnail", "write_image", "check_writable"):
         from . import _api
 
         return getattr(_api, name)

@@ -4,14 +4,15 @@ and grey JPEGs, Pillow for the rest); writes go through :func:`pixelmill._files.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
 
 from .._files import atomic_write
 from .._validation import check_quality
-from ..errors import InvalidImageError, InvalidParameterError
+from ..errors import InvalidImageError, InvalidParameterError, PixelmillError, UnsupportedImageError
+from ._formats import _one_line
+from ._warnings import note
 from ._formats import (
     DEFAULT_MAX_PIXELS,
     _check_max_pixels,
@@ -20,7 +21,7 @@ from ._formats import (
     _resolve_format,
     _sniff_file,
 )
-from ._image import Image
+from ._image import Image, unpremultiply
 from ._jpeg import _turbo_decode, _turbo_encoder
 from ._pillow import (
     _describe_pillow,
@@ -28,10 +29,34 @@ from ._pillow import (
     _pillow_encoder,
     _pillow_thumbnail,
     _pillow_tiff_ok,
+    MULTI_FRAME_FORMATS,
+    _pil_metadata,
+    _pillow_frames_encoder,
     _read_pillow,
-    _refuse_deep_color_png,
+    _read_pillow_frames,
 )
-from ._tifffile import _describe_tifffile, _read_tifffile, _tiff_peek, _tifffile_encoder
+from ._imagecodecs import (
+    _avif_depth,
+    _avif_encoder,
+    _jpeg2k_encoder,
+    _jpeg2k_layout,
+    _read_jpeg2k_deep,
+    _read_avif_deep,
+    _bmp_encoder,
+    _describe_png,
+    _jpegxl_encoder,
+    _png_encoder,
+    _png_metadata_encoder,
+    _read_jpegxl,
+    _read_png,
+)
+from ._tifffile import (
+    _describe_tifffile,
+    _read_tifffile,
+    _tiff_peek,
+    _tifffile_encoder,
+    _tifffile_pages_encoder,
+)
 
 
 def _input_path(path) -> Path:
@@ -49,8 +74,10 @@ def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image:
     Parameters
     ----------
     path : str or Path
-        A JPEG, PNG, TIFF, BMP or WebP file. The content decides the format, not the
-        extension. The file is only read.
+        An image in any format of :data:`~pixelmill.io.FORMATS` that reads (JPEG, PNG and
+        APNG, TIFF, BMP, WebP, GIF, TGA, PNM, PFM, PSD, ICO, CUR, ICNS, JPEG 2000, QOI,
+        AVIF, JPEG XL). The content decides the format, not the extension. The file is only
+        read. Animations and multi-page TIFFs come with every frame (``Image.frames``).
     max_pixels : int or None
         Refuse images with more pixels than this, checked from the header before any
         decoding (decompression-bomb guard). None disables the check.
@@ -79,11 +106,29 @@ def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image:
     >>> img.data.dtype, img.data.shape, img.mode, img.format
     (dtype('uint16'), (2, 3), 'I;16', 'PNG')
     """
-    return _decode(path, max_pixels, functools.partial(_read_pillow, fast_decode=_turbo_decode),
-                   _read_tifffile)
+    return _decode(path, max_pixels, _read_exactly, _read_tifffile)
 
 
-def _decode(path, max_pixels, read_pillow, read_tifffile) -> Image:
+def _read_exactly(fh, path, fmt, im) -> Image:
+    if fmt == "AVIF":
+        fh.seek(0)
+        depth = _avif_depth(fh.read(1 << 12))
+        if depth is not None and depth > 8:  # Pillow would give 8 bits of it
+            return _read_avif_deep(fh, path, depth)
+    if fmt == "JPEG2000":
+        fh.seek(0)
+        layout = _jpeg2k_layout(fh.read(1 << 12))
+        if layout is not None and layout[1] > 8 and layout[0] > 1:  # Pillow: 8 bits of colour
+            return _read_jpeg2k_deep(fh, path, layout[1])
+    if fmt == "PNG":  # libpng: every depth, colour keys as alpha, CRCs checked
+        return _read_png(fh, path, im, lambda exif: _pil_metadata(fh, im, fmt, exif, im.mode))
+    image = _read_pillow(fh, path, fmt, im, fast_decode=_turbo_decode)
+    if fmt in MULTI_FRAME_FORMATS:
+        image = _read_pillow_frames(fh, path, fmt, im, image)
+    return image
+
+
+def _decode(path, max_pixels, read_pillow, read_tifffile, finish=None) -> Image:
     """Sniff, check the size, and hand the open file to the backend that reads it exactly:
     ``read_tifffile(fh, path, tiff_page)`` or ``read_pillow(fh, path, fmt, pil_image)``."""
     path = _input_path(path)
@@ -97,8 +142,10 @@ def _decode(path, max_pixels, read_pillow, read_tifffile) -> Image:
                 _check_size(path, tp.width, tp.height, limit)
                 if not tp.pillow_ok:
                     return read_tifffile(fh, path, tp)
-        if fmt == "PNG":
-            _refuse_deep_color_png(fh, path)
+        if fmt == "JXL":  # libjxl, no Pillow plugin: decoded whole, then size-checked
+            image = _read_jpegxl(fh, path)
+            _check_size(path, image.width, image.height, limit)
+            return finish(image) if finish is not None else image
         try:
             im = _pil_open(fh, path, fmt)
         except InvalidImageError:
@@ -161,9 +208,9 @@ def read_thumbnail(path, size: int, *, max_pixels: int | None = DEFAULT_MAX_PIXE
         return thumb if thumb is not None else _subsampled(_read_pillow(fh, path, fmt, im), size)
 
     def read_tifffile(fh, path, tp):
-        return _subsampled(_read_tifffile(fh, path, tp), size)
+        return _subsampled(_read_tifffile(fh, path, tp, pages=False), size)
 
-    return _decode(path, max_pixels, read_pillow, read_tifffile)
+    return _decode(path, max_pixels, read_pillow, read_tifffile, finish=lambda image: _subsampled(image, size))
 
 
 def _subsampled(image: Image, size: int) -> Image:
@@ -196,12 +243,21 @@ def describe(path) -> dict:
     with open(path, "rb") as fh:
         fmt = _sniff_file(fh, path)
         tp = _tiff_peek(fh, path) if fmt == "TIFF" else None
-        if fmt == "PNG":
-            _refuse_deep_color_png(fh, path)
         if tp is not None and not tp.pillow_ok:
             facts = _describe_tifffile(fh, path, tp)
+        elif fmt == "JXL":
+            image = _read_jpegxl(fh, path)
+            facts = dict(mode=image.mode, width=image.width, height=image.height,
+                         dtype=image.data.dtype, channels=image.channels, has_alpha=image.has_alpha,
+                         orientation=1, icc=False, exif=False)
         else:
+            head = fh.read(1 << 16) if fmt in ("PNG", "AVIF") else b""
             facts = _describe_pillow(fh, path, fmt)
+            if fmt == "PNG":
+                facts = _describe_png(head, facts)
+            depth = _avif_depth(head) if fmt == "AVIF" else None
+            if depth is not None and depth > 8:
+                facts.update(dtype=np.dtype(np.uint16), mode=f"{facts['mode']};{depth}")
     width, height = facts.pop("width"), facts.pop("height")
     if facts["orientation"] in (5, 6, 7, 8):
         width, height = height, width
@@ -225,6 +281,52 @@ def describe(path) -> dict:
 
 
 
+def check_writable(path, image: Image, *, format: str | None = None) -> str:
+    """Raise before any work if ``image`` (its dtype and layout) cannot be written to
+    ``path`` in ``format`` (default: from the extension, else the image's own format).
+
+    Returns
+    -------
+    str
+        The output format.
+
+    Raises
+    ------
+    UnsupportedImageError
+        The format cannot hold the image or pixelmill does not write it; the message says
+        which format would (give it as ``format=`` / ``--format``).
+    InvalidParameterError
+        Unknown format.
+    """
+    path = Path(path)
+    fmt = _resolve_format(path, format, image)
+    data, has_alpha = image.data, image.has_alpha
+    if fmt == "JPEG" and has_alpha:
+        data = data[..., 0] if data.shape[2] == 2 else data[..., :-1]
+        has_alpha = False
+    _check_writable(path, fmt, data, has_alpha)
+    _check_frames(path, fmt, image)
+    return fmt
+
+
+def _check_frames(path: Path, fmt: str, image) -> None:
+    frames = image.frames if isinstance(image, Image) else []
+    if not frames:
+        return
+    if fmt not in MULTI_FRAME_FORMATS:
+        raise UnsupportedImageError(
+            f"cannot write {1 + len(frames)} frames to {fmt} file {str(path)!r}: {fmt} holds one "
+            f"image; use {', '.join(MULTI_FRAME_FORMATS)} (--format), which keep every frame"
+        )
+    for frame in frames:
+        _check_writable(path, fmt, np.asarray(frame.data), frame.has_alpha)
+    if fmt == "PNG" and any(np.asarray(f.data).dtype != np.uint8 for f in [image, *frames]):
+        raise UnsupportedImageError(
+            f"cannot write a 16-bit animated PNG {str(path)!r}: pixelmill writes animated PNGs "
+            f"with 8-bit samples; use TIFF (--format tiff), which keeps every page at 16 bits"
+        )
+
+
 def write_image(
     path,
     image,
@@ -246,7 +348,8 @@ def write_image(
         4 channels is taken as grey + alpha / RGBA, unless ``like`` says it has no alpha
         (CMYK).
     format : str, optional
-        ``JPEG``, ``PNG``, ``TIFF``, ``BMP`` or ``WEBP`` (``jpg``/``tif`` accepted). Default:
+        A format of :data:`~pixelmill.io.SUPPORTED_FORMATS` (extensions such as ``jpg``/``tif``
+        accepted). Default:
         from the extension of ``path``, else the source's format (``like`` or ``image``).
     quality : int
         1..100, for JPEG and lossy WebP (a lossless WebP source is written lossless).
@@ -314,16 +417,72 @@ def write_image(
         data = data[..., 0] if data.shape[2] == 2 else data[..., :-1]  # JPEG has no alpha
         has_alpha = False
     _check_writable(path, fmt, data, has_alpha)
+    _check_frames(path, fmt, image)
     info = dict(meta.info) if meta is not None else {}
+    if info.get("premultiplied") and has_alpha and not (fmt == "TIFF" and data.dtype.kind in "ui"):
+        # Only TIFF says its alpha is associated: everywhere else alpha is straight.
+        color = data[..., 0] if data.shape[2] == 2 else data[..., :-1]
+        from ..ops._convert import to_dtype
+
+        straight = unpremultiply(color, data[..., -1])
+        straight = to_dtype(straight, data.dtype, policy="float32" if data.dtype.kind == "f" else "clip")
+        data = np.concatenate([straight.reshape(*data.shape[:2], -1), data[..., -1:]], axis=-1)
+        info["premultiplied"] = False
     same_format = meta is not None and meta.format == fmt
 
-    turbo = _turbo_encoder(data, has_alpha, info, quality) if fmt == "JPEG" else None
-    if turbo is not None:
+    frames = image.frames if isinstance(image, Image) else []
+    source = meta.format if meta is not None else None
+
+    def make(info):
+        return _encoder(data, has_alpha, fmt, info, quality, same_format, frames, source)
+
+    try:
+        atomic_write(path, make(info), durable=durable)
+    except PixelmillError:
+        raise
+    except Exception as exc:
+        kept = [k for k in _DROPPABLE if info.get(k)]
+        if not kept:
+            raise
+        # A writer that refuses the source's metadata (libtiff: "Error setting from
+        # dictionary" on a tag it finds invalid) gets the pixels without it, and the record
+        # says what was dropped and why. atomic_write left nothing behind.
+        atomic_write(path, make({k: v for k, v in info.items() if k not in _DROPPABLE}), durable=durable)
+        note(f"metadata ({', '.join(kept)}) not kept in {str(path)!r}: the {fmt} writer refused "
+             f"it ({_one_line(exc)})")
+    return path
+
+
+#: Metadata write_image drops, saying so, when a writer refuses it.
+_DROPPABLE = ("exif", "xmp", "iptc", "app13", "png_chunks", "icc_profile", "dpi")
+
+
+def _encoder(data, has_alpha, fmt, info, quality, same_format, frames, source):
+    """``encode(fileobj)`` for ``data`` in ``fmt``: the backend that writes it exactly."""
+    turbo = _turbo_encoder(data, has_alpha, info, quality) if fmt == "JPEG" and not frames else None
+    if frames:
+        pages = [(data, has_alpha, info)] + [(np.asarray(f.data), f.has_alpha, dict(f.info)) for f in frames]
+        if fmt == "TIFF" and (info.get("premultiplied") or not all(_pillow_tiff_ok(d) for d, _, _ in pages)):
+            encode = _tifffile_pages_encoder(pages, info)
+        else:
+            encode = _pillow_frames_encoder(pages, fmt, info, quality, same_format)
+    elif turbo is not None:
         encode = turbo
-    elif fmt == "TIFF" and not _pillow_tiff_ok(data):
-        encode = _tifffile_encoder(data, has_alpha, info)
+    elif fmt == "TIFF" and (not _pillow_tiff_ok(data) or info.get("premultiplied")):
+        encode = _tifffile_encoder(data, has_alpha, info, quality)
+    elif fmt == "PNG" and data.dtype == np.uint16 and data.ndim == 3:
+        encode = _png_encoder(data, has_alpha, info)
+    elif fmt == "BMP" and has_alpha:
+        encode = _bmp_encoder(data)
+    elif fmt == "JPEG2000" and data.dtype == np.uint16 and data.ndim == 3:
+        encode = _jpeg2k_encoder(data, info)
+    elif fmt == "AVIF" and data.dtype == np.uint16:
+        encode = _avif_encoder(data, info, quality)
+    elif fmt == "JXL":
+        encode = _jpegxl_encoder(data, has_alpha, info, quality, source)
     else:
         encode = _pillow_encoder(data, has_alpha, fmt, info, quality, same_format)
+        if fmt == "PNG":
+            encode = _png_metadata_encoder(encode, info, data, has_alpha)
 
-    atomic_write(path, encode, durable=durable)
-    return path
+    return encode

@@ -55,6 +55,19 @@ class Image:
     format: str
     info: dict = field(default_factory=dict)
     path: Path | None = None
+    #: The frames or pages after the first (animated GIF/PNG/WebP, multi-page TIFF), each an
+    #: Image with its own ``info`` (``duration`` in ms, ``disposal``, ``blend``); the first
+    #: frame's ``info`` holds ``loop``. Empty for a single image.
+    frames: list = field(default_factory=list)
+
+    @property
+    def n_frames(self) -> int:
+        """Frames (pages) in all: 1 plus ``len(frames)``."""
+        return 1 + len(self.frames)
+
+    def with_frames(self, frames) -> Image:
+        """The same image with ``frames`` as the frames after the first."""
+        return dataclasses.replace(self, frames=list(frames))
 
     @property
     def color(self) -> np.ndarray:
@@ -83,6 +96,8 @@ class Image:
         Returns
         -------
         Image
+            Of one frame: the other frames of a multi-frame image are given with
+            :meth:`with_frames`.
         """
         color = np.asarray(color)
         if color.ndim not in (2, 3) or color.shape[:2] != self.data.shape[:2]:
@@ -98,7 +113,8 @@ class Image:
             data = np.concatenate([planes, alpha[..., None]], axis=-1)
         else:
             data = color
-        return dataclasses.replace(self, data=data, info=dict(self.info))
+        # The other frames are not this frame's: give them with with_frames.
+        return dataclasses.replace(self, data=data, info=dict(self.info), frames=[])
 
     def __array__(self, dtype=None, copy=None):
         data = self.data
@@ -133,7 +149,9 @@ class Image:
     def __repr__(self) -> str:
         return (
             f"Image({self.width}x{self.height} {self.mode} {self.format}, dtype={self.data.dtype}, "
-            f"channels={self.channels}, has_alpha={self.has_alpha}, path={self.path!r})"
+            f"channels={self.channels}, has_alpha={self.has_alpha}, "
+            + (f"frames={self.n_frames}, " if self.frames else "")
+            + f"path={self.path!r})"
         )
 
 
@@ -145,3 +163,28 @@ def _rescale(values: np.ndarray, dtype) -> np.ndarray:
     nlo, nhi = dtype_range(dtype)
     x = (values.astype(np.float64) - lo) * ((nhi - nlo) / (hi - lo)) + nlo
     return to_dtype(x, dtype, policy="clip")
+
+
+def unpremultiply(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Straight colour (float64, in the dtype's units) from premultiplied ``color``: 0 where
+    alpha is 0."""
+    from ..ops._convert import dtype_range
+
+    top = dtype_range(alpha.dtype)[1]
+    a = alpha.astype(np.float64)
+    if color.ndim == 3:
+        a = a[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        straight = np.where(a > 0, color.astype(np.float64) * top / a, 0.0)
+    return np.clip(straight, *dtype_range(color.dtype))
+
+
+def premultiply(straight: np.ndarray, alpha: np.ndarray, dtype) -> np.ndarray:
+    """``straight`` colour times alpha, rounded to ``dtype``."""
+    from ..ops._convert import dtype_range, to_dtype
+
+    top = dtype_range(alpha.dtype)[1]
+    a = alpha.astype(np.float64)
+    if straight.ndim == 3:
+        a = a[..., None]
+    return to_dtype(np.asarray(straight, np.float64) * a / top, dtype, policy="clip")

@@ -57,6 +57,8 @@ def _turbo_encoder(data: np.ndarray, has_alpha: bool, info: dict, quality: int):
         segments.append((0xE1, bytes(info["exif"])))
     if info.get("xmp"):
         segments.append((0xE1, b"http://ns.adobe.com/xap/1.0/\x00" + bytes(info["xmp"])))
+    for app13 in info.get("app13") or ():
+        segments.append((0xED, bytes(app13)))  # IPTC
     icc = info.get("icc_profile")
     if icc:
         chunks = [icc[i : i + _ICC_CHUNK] for i in range(0, len(icc), _ICC_CHUNK)]
@@ -72,14 +74,19 @@ def _turbo_encoder(data: np.ndarray, has_alpha: bool, info: dict, quality: int):
     def encode(fh):
         jpeg = simplejpeg.encode_jpeg(pixels, quality=quality, colorspace="GRAY" if grey else "RGB",
                                       colorsubsampling=sub)
-        # The metadata segments go after SOI and the JFIF APP0 segment libjpeg writes first.
-        at = 2
-        if jpeg[2:4] == b"\xff\xe0":
-            at = 4 + int.from_bytes(jpeg[4:6], "big")
-        view = memoryview(jpeg)  # slices of it are not copies: a photo's JPEG is megabytes
-        fh.write(view[:at])
-        for marker, payload in segments:
-            fh.write(bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload)
-        fh.write(view[at:])
+        _jpeg_with_segments(fh, jpeg, segments)
 
     return encode
+
+
+def _jpeg_with_segments(fh, jpeg: bytes, segments) -> None:
+    """Write ``jpeg`` with the ``(marker, payload)`` segments after SOI and the JFIF APP0
+    segment (the container, not the codec)."""
+    at = 2
+    if jpeg[2:4] == b"\xff\xe0":
+        at = 4 + int.from_bytes(jpeg[4:6], "big")
+    view = memoryview(jpeg)  # slices of it are not copies: a photo's JPEG is megabytes
+    fh.write(view[:at])
+    for marker, payload in segments:
+        fh.write(bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload)
+    fh.write(view[at:])

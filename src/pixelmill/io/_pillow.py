@@ -23,6 +23,14 @@ from ._metadata import (
     _orientation,
     _strip_xmp_orientation,
 )
+from ._warnings import c_stderr_captured, note
+
+
+def _libtiff_quiet(fmt: str):
+    """libtiff's C-level warnings kept with the image (see _warnings.c_stderr_captured)."""
+    import contextlib
+
+    return c_stderr_captured() if fmt == "TIFF" else contextlib.nullcontext()
 
 # Pillow's guards, PIL.Image.MAX_IMAGE_PIXELS and PIL.ImageFile.LOAD_TRUNCATED_IMAGES, are
 # process-wide switches: while _pillow_strict holds them, every Pillow decode in the process
@@ -39,17 +47,20 @@ _guard_saved: tuple = ()
 @contextmanager
 def _pillow_strict(pixels: int):
     global _guard_depth, _guard_saved
-    limit = PILImage.MAX_IMAGE_PIXELS
-    needed = ImageFile.LOAD_TRUNCATED_IMAGES or (limit is not None and pixels > limit)
+    with _GUARD_LOCK:
+        # Decided under the lock: while another decode holds the switches (limit None), this
+        # one must hold them too, or their restoring would catch it mid-decode.
+        limit = PILImage.MAX_IMAGE_PIXELS
+        needed = _guard_depth > 0 or ImageFile.LOAD_TRUNCATED_IMAGES or (limit is not None and pixels > limit)
+        if needed:
+            if _guard_depth == 0:
+                _guard_saved = (ImageFile.LOAD_TRUNCATED_IMAGES, PILImage.MAX_IMAGE_PIXELS)
+                ImageFile.LOAD_TRUNCATED_IMAGES = False
+                PILImage.MAX_IMAGE_PIXELS = None
+            _guard_depth += 1
     if not needed:
         yield
         return
-    with _GUARD_LOCK:
-        if _guard_depth == 0:
-            _guard_saved = (ImageFile.LOAD_TRUNCATED_IMAGES, PILImage.MAX_IMAGE_PIXELS)
-            ImageFile.LOAD_TRUNCATED_IMAGES = False
-            PILImage.MAX_IMAGE_PIXELS = None
-        _guard_depth += 1
     try:
         yield
     finally:
@@ -61,6 +72,10 @@ def _pillow_strict(pixels: int):
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError,
                   struct.error, ZeroDivisionError)
+
+
+#: pixelmill's format name -> Pillow's, where they differ.
+_PIL_NAMES = {"PFM": "PPM"}
 
 
 def _pil_class(fmt: str):
@@ -77,9 +92,14 @@ def _pil_class(fmt: str):
     else:
         from PIL import features
 
-        if not features.check("webp"):
-            raise UnsupportedImageError("this Pillow was built without WebP support")
-        from PIL.WebPImagePlugin import WebPImageFile as cls
+        feature = {"WEBP": "webp", "AVIF": "avif", "JPEG2000": "jpg_2000"}.get(fmt)
+        if feature and not features.check(feature):
+            raise UnsupportedImageError(f"this Pillow was built without {fmt} support")
+        PILImage.init()
+        name = _PIL_NAMES.get(fmt, fmt)
+        if name not in PILImage.OPEN:
+            raise UnsupportedImageError(f"this Pillow cannot read {fmt} images")
+        cls = PILImage.OPEN[name][0]
     return cls
 
 
@@ -92,7 +112,8 @@ def _pil_open(fh, path: Path, fmt: str):
         raise ImageTooLargeError(f"image file {str(path)!r}: {_one_line(exc)}") from None
     except _DECODE_ERRORS as exc:
         raise InvalidImageError(
-            f"cannot read {fmt} image file {str(path)!r}: {_one_line(exc)}"
+            f"{fmt} file {str(path)!r} is corrupt or not a valid {fmt} image "
+            f"(Pillow: {_one_line(exc)})"
         ) from None
 
 
@@ -111,6 +132,7 @@ _PIL_LAYOUT = {
     "RGBa": (np.uint8, 4, True, "RGBA"),
     "CMYK": (np.uint8, 4, False, None),
     "I": (np.int32, 1, False, None),
+    "I;16S": (np.int16, 1, False, None),
     "F": (np.float32, 1, False, None),
     **{m: (np.uint16, 1, False, None) for m in _I16_MODES},
 }
@@ -133,7 +155,7 @@ def _pil_layout(im, fmt: str, path: Path):
     if mode == "P":
         alpha = "transparency" in im.info
         return np.uint8, 4 if alpha else 3, alpha, "RGBA" if alpha else "RGB"
-    if mode == "I" and fmt == "PNG":  # older Pillow opens 16-bit grey PNGs as "I"
+    if mode == "I" and fmt in ("PNG", "PPM"):  # 16-bit grey PNG (older Pillow) and PGM open as "I"
         return np.uint16, 1, False, None
     try:
         return _PIL_LAYOUT[mode]
@@ -155,7 +177,8 @@ def _decoding(path: Path, fmt: str, im):
         raise ImageTooLargeError(f"image file {str(path)!r}: {_one_line(exc)}") from None
     except _DECODE_ERRORS as exc:
         raise InvalidImageError(
-            f"cannot decode {fmt} image file {str(path)!r} (truncated or corrupt): {_one_line(exc)}"
+            f"{fmt} image file {str(path)!r} is truncated or corrupt: its pixel data cannot be "
+            f"decoded (Pillow: {_one_line(exc)})"
         ) from None
 
 
@@ -167,8 +190,9 @@ def _read_pillow(fh, path: Path, fmt: str, im, fast_decode=None) -> Image:
     with _decoding(path, fmt, im):
         data = fast_decode(fh, im, fmt) if fast_decode is not None and convert_to is None else None
         if data is None:
-            im.load()
-        exif = im.getexif()
+            with _libtiff_quiet(fmt):
+                im.load()
+    exif = _read_exif(im, path)
     info = _pil_metadata(fh, im, fmt, exif, mode)
     if convert_to is not None:
         im = im.convert(convert_to)
@@ -183,16 +207,37 @@ def _read_pillow(fh, path: Path, fmt: str, im, fast_decode=None) -> Image:
 
 
 
+def _read_exif(im, path: Path):
+    """The file's EXIF, or an empty one when it cannot be parsed (said in the record: the
+    picture is still read)."""
+    try:
+        exif = im.getexif()
+        exif.get(_ORIENTATION)
+        return exif
+    except Exception as exc:
+        note(f"EXIF of {str(path)!r} cannot be read and is not kept (Pillow: {_one_line(exc)})")
+        return PILImage.Exif()
+
+
 def _pil_metadata(fh, im, fmt: str, exif, mode: str) -> dict:
     src = im.info
     orientation = _orientation(exif.get(_ORIENTATION))
+    try:
+        clean = _clean_exif(exif, src.get("exif"))
+    except Exception as exc:
+        note(f"EXIF of {im.filename!r} cannot be rewritten and is not kept (Pillow: {_one_line(exc)})")
+        clean = None
     info = {
         "icc_profile": src.get("icc_profile") or None,
-        "exif": _clean_exif(exif, src.get("exif")),
+        "exif": clean,
         "orientation": orientation,
     }
     if src.get("dpi"):
-        info["dpi"] = tuple(float(v) for v in src["dpi"])
+        dpi = tuple(float(v) for v in src["dpi"])
+        if all(np.isfinite(v) and v > 0 for v in dpi):
+            info["dpi"] = dpi
+        else:  # e.g. a resolution of 72/0: no writer takes it back
+            note(f"resolution {src['dpi']!r} of {im.filename!r} is not a number of dots per inch; not kept")
     xmp = src.get("xmp") or src.get("XML:com.adobe.xmp")
     if xmp:
         xmp = xmp.encode() if isinstance(xmp, str) else bytes(xmp)
@@ -203,15 +248,30 @@ def _pil_metadata(fh, im, fmt: str, exif, mode: str) -> dict:
         from PIL import JpegImagePlugin
 
         info["subsampling"] = JpegImagePlugin.get_sampling(im)
+        app13 = [bytes(d) for m, d in getattr(im, "applist", ()) if m == "APP13"]
+        if app13:
+            info["app13"] = app13  # IPTC (Photoshop resources), kept as is
         info["progressive"] = bool(src.get("progressive") or src.get("progression"))
     elif fmt == "TIFF":
         info["compression"] = src.get("compression", "raw")
+        iptc = getattr(im, "tag_v2", {}).get(33723)
+        if iptc:
+            info["iptc"] = bytes(iptc) if isinstance(iptc, (bytes, bytearray)) else _iptc_bytes(iptc)
     elif fmt == "WEBP":
         info["lossless"] = _webp_is_lossless(fh)
     elif fmt == "PNG" and mode in ("L", "RGB", *_I16_MODES) and "transparency" in src:
         info["transparency"] = src["transparency"]
     return info
 
+
+
+def _iptc_bytes(value) -> bytes | None:
+    try:
+        if isinstance(value, (tuple, list)):
+            return b"".join(v.to_bytes(4, "big") if isinstance(v, int) else bytes(v) for v in value)
+        return bytes(value)
+    except Exception:
+        return None
 
 
 def _webp_is_lossless(fh) -> bool:
@@ -228,6 +288,9 @@ def _webp_is_lossless(fh) -> bool:
                 return True
             if tag == b"VP8 ":
                 return False
+            if tag == b"ANMF":  # an animation frame: its bitstream chunk follows its header
+                fh.seek(16, os.SEEK_CUR)
+                continue
             fh.seek(size + (size & 1), os.SEEK_CUR)
     finally:
         fh.seek(pos)
@@ -314,16 +377,16 @@ def _to_pillow(data: np.ndarray, has_alpha: bool):
 def _save_params(fmt: str, mode: str, info: dict, quality: int, same_format: bool) -> dict:
     params: dict = {}
     icc, exif, dpi, xmp = info.get("icc_profile"), info.get("exif"), info.get("dpi"), info.get("xmp")
-    if fmt != "BMP":
+    if fmt in ("JPEG", "PNG", "TIFF", "WEBP", "AVIF", "JPEG2000"):
         if icc:
             params["icc_profile"] = icc
         if exif and fmt == "TIFF":
             exif = _exif_for_tiff(exif)
-        if exif:
+        if exif and fmt != "JPEG2000":
             params["exif"] = exif
-    if dpi and fmt != "WEBP":
+    if dpi and fmt in ("JPEG", "PNG", "TIFF", "BMP"):
         params["dpi"] = tuple(dpi)
-    if xmp and fmt in ("JPEG", "WEBP"):
+    if xmp and fmt in ("JPEG", "WEBP", "AVIF"):
         params["xmp"] = xmp
     if fmt == "JPEG":
         params["quality"] = quality
@@ -341,6 +404,19 @@ def _save_params(fmt: str, mode: str, info: dict, quality: int, same_format: boo
         comp = _tiff_compression(info.get("compression") if same_format else None, mode)
         if comp:
             params["compression"] = comp
+        if comp in ("jpeg", "tiff_jpeg", "webp"):
+            params["quality"] = quality  # every lossy writer honours --quality
+        tiffinfo = {}
+        if xmp:
+            tiffinfo[700] = bytes(xmp)
+        if info.get("iptc"):
+            tiffinfo[33723] = bytes(info["iptc"])
+        if tiffinfo:
+            params["tiffinfo"] = tiffinfo
+    elif fmt == "AVIF":
+        params["quality"] = quality
+    elif fmt == "GIF":
+        params["optimize"] = False  # keep the palette as built: exact colours
     elif fmt == "PNG":
         t = info.get("transparency")
         if t is not None and (
@@ -349,6 +425,40 @@ def _save_params(fmt: str, mode: str, info: dict, quality: int, same_format: boo
         ):
             params["transparency"] = t
     return params
+
+
+def _gif_palette(data: np.ndarray, has_alpha: bool):
+    """A palette image with exactly ``data``'s colours (GIF holds 256, alpha on or off);
+    refused, with the format that holds it, when it has more (quantising would change
+    pixels)."""
+    if data.dtype == np.bool_:
+        data = data.astype(np.uint8) * 255
+    h, w = data.shape[:2]
+    planes = data.reshape(h * w, -1)
+    if has_alpha:
+        alpha = planes[:, -1]
+        if not np.isin(alpha, (0, 255)).all():
+            raise UnsupportedImageError("GIF holds on/off transparency only; this image has partial alpha: use PNG")
+        planes = planes[:, :-1].copy()
+        planes[alpha == 0] = 0
+    colours, index = np.unique(planes, axis=0, return_inverse=True)
+    index = index.reshape(-1)
+    key = None
+    if has_alpha and (alpha == 0).any():
+        key = len(colours)
+        index = np.where(alpha == 0, key, index)
+    if len(colours) + (key is not None) > 256:
+        raise UnsupportedImageError(
+            f"GIF holds 256 colours; this image has {len(colours)}: use PNG (--format png)"
+        )
+    rgb = np.repeat(colours, 3, axis=1) if colours.shape[1] == 1 else colours
+    palette = np.zeros((256, 3), np.uint8)
+    palette[: len(rgb)] = rgb
+    pil = PILImage.fromarray(index.astype(np.uint8).reshape(h, w), "P")
+    pil.putpalette(palette.tobytes())
+    if key is not None:
+        pil.info["transparency"] = key
+    return pil
 
 
 def _tiff_compression(comp, mode: str):
@@ -367,12 +477,138 @@ def _tiff_compression(comp, mode: str):
 def _pillow_encoder(data: np.ndarray, has_alpha: bool, fmt: str, info: dict, quality: int,
                     same_format: bool):
     """``encode(fileobj)`` writing ``data`` with Pillow's ``fmt`` writer."""
-    pil = _to_pillow(data, has_alpha)
+    pil = _gif_palette(data, has_alpha) if fmt == "GIF" else _to_pillow(data, has_alpha)
     params = _save_params(fmt, pil.mode, info, quality, same_format)
-    if fmt == "WEBP":
-        _pil_class("WEBP")  # a clear error if Pillow lacks WebP
+    if fmt in ("WEBP", "AVIF", "JPEG2000"):
+        _pil_class(fmt)  # a clear error if Pillow lacks the codec
+    if fmt == "GIF" and "transparency" in pil.info:
+        params["transparency"] = pil.info["transparency"]
+    fmt = _PIL_NAMES.get(fmt, fmt)
+
+    app13 = info.get("app13") if fmt == "JPEG" else None
 
     def encode(fh):
-        pil.save(fh, format=fmt, **params)
+        if fmt == "TIFF":
+            import io
+
+            buf = io.BytesIO()
+            with _libtiff_quiet(fmt):
+                pil.save(buf, format=fmt, **params)
+            fh.write(buf.getbuffer())
+        elif app13:
+            import io
+
+            from ._jpeg import _jpeg_with_segments
+
+            buf = io.BytesIO()
+            pil.save(buf, format=fmt, **params)
+            _jpeg_with_segments(fh, buf.getvalue(), [(0xED, d) for d in app13])
+        else:
+            pil.save(fh, format=fmt, **params)
+
+    return encode
+
+
+# -- frames and pages ------------------------------------------------------------------------
+
+#: Formats whose files hold several frames (animations) or pages, which pixelmill writes back.
+MULTI_FRAME_FORMATS = ("GIF", "PNG", "WEBP", "TIFF")
+
+
+def _n_frames(im) -> int:
+    try:
+        return max(1, int(getattr(im, "n_frames", 1) or 1))
+    except Exception:
+        return 1
+
+
+def _frame_info(im) -> dict:
+    info = {"duration": im.info.get("duration")}
+    disposal = getattr(im, "disposal_method", None)
+    if disposal is None:
+        disposal = im.info.get("disposal")
+    if disposal is not None:
+        info["disposal"] = int(disposal)
+    if im.info.get("blend") is not None:
+        info["blend"] = int(im.info["blend"])
+    return info
+
+
+def _read_pillow_frames(fh, path: Path, fmt: str, im, first: Image) -> Image:
+    """``first`` (frame 0) with the frames after it: the pages of a TIFF, each read as
+    :func:`_read_pillow` reads one; the frames of an animation (GIF, WebP) as the composited
+    canvases a viewer shows, RGB, or RGBA when any frame has transparency."""
+    n = _n_frames(im)
+    if n == 1:
+        return first
+    if fmt == "TIFF":
+        pages = []
+        for i in range(1, n):
+            with _decoding(path, fmt, im):
+                im.seek(i)
+            pages.append(_read_pillow(fh, path, fmt, im))
+        return first.with_frames(pages)
+    canvases, infos = [], []
+    with _decoding(path, fmt, im):
+        for i in range(n):
+            im.seek(i)
+            im.load()
+            canvases.append(np.asarray(im.convert("RGBA")))
+            infos.append(_frame_info(im))
+    alpha = any((c[..., 3] != 255).any() for c in canvases)
+    if not alpha:
+        canvases = [c[..., :3] for c in canvases]
+    orientation = first.info.get("orientation", 1)
+    frames = [
+        Image(data=_orient(c, orientation), has_alpha=alpha, mode=first.mode, format=fmt,
+              info=dict(fi), path=path)
+        for c, fi in zip(canvases, infos)
+    ]
+    info = dict(first.info, **infos[0])
+    if im.info.get("loop") is not None:
+        info["loop"] = int(im.info["loop"])
+    head = frames[0]
+    return Image(data=head.data, has_alpha=alpha, mode=first.mode, format=fmt, info=info,
+                 path=path, frames=frames[1:])
+
+
+def _pillow_frames_encoder(frames: list, fmt: str, info: dict, quality: int, same_format: bool):
+    """``encode(fileobj)`` writing every frame: ``frames`` is ``[(data, has_alpha, info)]``,
+    the first frame's ``info`` being the image's. Durations, loop count, disposal and (APNG)
+    blending are the source's."""
+    pils = [_gif_palette(d, a) if fmt == "GIF" else _to_pillow(d, a) for d, a, _ in frames]
+    params = _save_params(fmt, pils[0].mode, info, quality, same_format)
+    if fmt in ("WEBP", "AVIF"):
+        _pil_class(fmt)
+    params.pop("transparency", None)
+    params.update(save_all=True, append_images=pils[1:])
+    if fmt != "TIFF":
+        durations = [fi.get("duration") for _, _, fi in frames]
+        if all(d is not None for d in durations):
+            params["duration"] = [int(round(float(d))) for d in durations]
+        if info.get("loop") is not None:
+            params["loop"] = int(info["loop"])
+    if fmt in ("GIF", "PNG"):
+        disposal = [fi.get("disposal") for _, _, fi in frames]
+        if all(d is not None for d in disposal):
+            params["disposal"] = disposal
+    if fmt == "PNG":
+        blend = [fi.get("blend") for _, _, fi in frames]
+        if all(b is not None for b in blend):
+            params["blend"] = blend
+        params["default_image"] = False
+    # GIF: each frame's own key (its palette's transparent index) is in its pil.info.
+    if fmt == "WEBP" and params.get("lossless"):
+        params["exact"] = True
+
+    def encode(fh):
+        if fmt == "TIFF":  # Pillow's page appender reads back what it wrote: a seekable buffer
+            import io
+
+            buf = io.BytesIO()
+            pils[0].save(buf, format=fmt, **params)
+            fh.write(buf.getbuffer())
+        else:
+            pils[0].save(fh, format=fmt, **params)
 
     return encode

@@ -38,11 +38,13 @@ def _tiff_peek(fh, path: Path) -> _TiffPage | None:
         width, height = int(page.imagewidth), int(page.imagelength)
         dtype = page.dtype
         samples, bits = int(page.samplesperpixel), int(page.bitspersample)
+        associated = 1 in tuple(page.extrasamples or ())
     except Exception:  # tifffile is stricter than libtiff on odd files: let Pillow try
         return None
     dtype = None if dtype is None else np.dtype(dtype)
     # Pillow holds these exactly; anything else it would truncate to 8 bits or refuse.
-    pillow_ok = (
+    # Premultiplied (associated) alpha: tifffile gives the stored samples and the flag.
+    pillow_ok = not associated and (
         bits == 1
         or dtype == np.uint8
         or (samples == 1 and dtype in (np.dtype(np.uint16), np.dtype(np.float32), np.dtype(np.int32)))
@@ -57,7 +59,27 @@ _DTYPE_SUFFIX = {
 }
 
 
-def _read_tifffile(fh, path: Path, tp: _TiffPage) -> Image:
+def _read_tifffile(fh, path: Path, tp: _TiffPage, *, pages: bool = True) -> Image:
+    """The first page of ``tp`` (and, with ``pages``, every other page as a frame)."""
+    image = _read_tifffile_page(fh, path, tp)
+    if not pages:
+        return image
+    try:
+        others = list(tp.page.parent.pages)[1:]
+    except Exception as exc:
+        raise InvalidImageError(
+            f"TIFF file {str(path)!r} is corrupt after its first page (tifffile: {_one_line(exc)})"
+        ) from None
+    frames = []
+    for page in others:
+        dtype = None if page.dtype is None else np.dtype(page.dtype)
+        sub = _TiffPage(page, int(page.imagewidth), int(page.imagelength), dtype,
+                        int(page.samplesperpixel), int(page.bitspersample), False)
+        frames.append(_read_tifffile_page(fh, path, sub))
+    return image.with_frames(frames) if frames else image
+
+
+def _read_tifffile_page(fh, path: Path, tp: _TiffPage) -> Image:
     from tifffile import PHOTOMETRIC
 
     page = tp.page
@@ -79,7 +101,7 @@ def _read_tifffile(fh, path: Path, tp: _TiffPage) -> Image:
             f"{tp.dtype} with photometric {name}; pixelmill reads grey, grey + alpha, RGB, RGBA "
             f"and CMYK TIFFs"
         )
-    has_alpha = bool(extras)  # premultiplied (associated) alpha is carried as is
+    has_alpha = bool(extras)
     mode = base + ("A" if has_alpha else "") + _DTYPE_SUFFIX[dtype]
     _check_tiff_extent(fh, path, page)
     try:
@@ -91,7 +113,8 @@ def _read_tifffile(fh, path: Path, tp: _TiffPage) -> Image:
         ) from None
     except Exception as exc:
         raise InvalidImageError(
-            f"cannot decode TIFF image file {str(path)!r} (truncated or corrupt): {_one_line(exc)}"
+            f"TIFF image file {str(path)!r} is truncated or corrupt: its pixel data cannot be "
+            f"decoded (tifffile: {_one_line(exc)})"
         ) from None
     axes = page.axes
     if "S" in axes and axes.index("S") < axes.index("Y"):  # planar: S x H x W
@@ -100,6 +123,10 @@ def _read_tifffile(fh, path: Path, tp: _TiffPage) -> Image:
     if data.dtype != dtype:
         data = data.astype(dtype)  # float16 -> float32, big-endian -> native
     info = _tifffile_metadata(fh, page)
+    if extras and extras[0] == 1:
+        # The stored samples stay premultiplied (that is what the file holds, exactly); the
+        # batch computes on straight colour and write_image says so, or un-premultiplies.
+        info["premultiplied"] = True
     data = _orient(data, info["orientation"])
     if info["orientation"] in (5, 6, 7, 8) and info.get("dpi"):
         info["dpi"] = info["dpi"][::-1]
@@ -138,6 +165,12 @@ def _tifffile_metadata(fh, page) -> dict:
     if xres and yres and unit in (2, 3):
         scale = 2.54 if unit == 3 else 1.0
         info["dpi"] = tuple(float(r[0]) / float(r[1]) * scale if r[1] else 0.0 for r in (xres, yres))
+    iptc = tag(33723)
+    if iptc is not None:
+        try:
+            info["iptc"] = iptc.tobytes() if hasattr(iptc, "tobytes") else bytes(iptc)
+        except Exception:
+            pass
     xmp = tag(700)
     if xmp:
         xmp = bytes(xmp)
@@ -149,7 +182,10 @@ def _tifffile_metadata(fh, page) -> dict:
         fh.seek(0)
         exif.load_from_fp(fh)
         info["exif"] = _clean_exif(exif, None)
-    except Exception:
+    except Exception as exc:
+        from ._warnings import note
+
+        note(f"EXIF cannot be read and is not kept (Pillow: {_one_line(exc)})")
         info["exif"] = None
     return info
 
@@ -167,9 +203,8 @@ def _describe_tifffile(fh, path, tp: _TiffPage) -> dict:
     )
 
 
-def _tifffile_encoder(data: np.ndarray, has_alpha: bool, info: dict):
-    import tifffile
-
+def _tifffile_kwargs(data: np.ndarray, has_alpha: bool, info: dict) -> dict:
+    """tifffile.imwrite / TiffWriter.write arguments for one page."""
     channels = 1 if data.ndim == 2 else data.shape[2]
     kwargs: dict = {"metadata": None, "photometric": "minisblack", "software": False}
     if channels >= 3:
@@ -177,7 +212,7 @@ def _tifffile_encoder(data: np.ndarray, has_alpha: bool, info: dict):
     if channels > 1:
         kwargs["planarconfig"] = "contig"
     if has_alpha:
-        kwargs["extrasamples"] = ["unassalpha"]
+        kwargs["extrasamples"] = ["assocalpha" if info.get("premultiplied") else "unassalpha"]
     if info.get("compression") not in (None, "raw"):
         kwargs["compression"] = "zlib"  # built into tifffile and lossless
     if info.get("icc_profile"):
@@ -188,7 +223,10 @@ def _tifffile_encoder(data: np.ndarray, has_alpha: bool, info: dict):
     extratags = []
     if info.get("exif"):
         ex = PILImage.Exif()
-        ex.load(info["exif"])
+        try:
+            ex.load(info["exif"])
+        except Exception:
+            ex = {}
         for code in (270, 271, 272, 305, 306, 315, 33432):  # plain-text IFD0 tags
             value = ex.get(code)
             if isinstance(value, str) and value:
@@ -196,12 +234,42 @@ def _tifffile_encoder(data: np.ndarray, has_alpha: bool, info: dict):
                     kwargs["software"] = value
                 else:
                     extratags.append((code, "s", 0, value, True))
+    if info.get("xmp"):
+        extratags.append((700, "B", len(info["xmp"]), bytes(info["xmp"]), True))
+    if info.get("iptc"):
+        extratags.append((33723, "B", len(info["iptc"]), bytes(info["iptc"]), True))
     if extratags:
         kwargs["extratags"] = extratags
-    if data.dtype.byteorder == ">":
-        data = data.astype(data.dtype.newbyteorder("="))
+    return kwargs
+
+
+def _native(data: np.ndarray) -> np.ndarray:
+    return data.astype(data.dtype.newbyteorder("=")) if data.dtype.byteorder == ">" else data
+
+
+def _tifffile_encoder(data: np.ndarray, has_alpha: bool, info: dict, quality: int = 95):
+    import tifffile
+
+    kwargs = _tifffile_kwargs(data, has_alpha, info)
+    data = _native(data)
 
     def encode(fh):
         tifffile.imwrite(fh, data, **kwargs)
+
+    return encode
+
+
+def _tifffile_pages_encoder(pages: list, info: dict):
+    """A multi-page TIFF: ``pages`` is ``[(data, has_alpha, page info)]``; the image's
+    metadata goes on the first page."""
+    import tifffile
+
+    jobs = [(_native(d), _tifffile_kwargs(d, a, info if i == 0 else dict(fi, premultiplied=info.get("premultiplied"))))
+            for i, (d, a, fi) in enumerate(pages)]
+
+    def encode(fh):
+        with tifffile.TiffWriter(fh) as tw:
+            for data, kwargs in jobs:
+                tw.write(data, **kwargs)
 
     return encode

@@ -112,20 +112,22 @@ def fuse_policy(op: Operation, policy: str | None, dtype) -> tuple[Operation, st
 
     Per-pixel policies (:data:`TILEWISE_POLICIES`) are fused into a filter, which then converts
     tile by tile and never makes a full-size float result; ``normalize`` needs the whole
-    result's range, so it is left for :func:`~pixelmill.ops.to_dtype` afterwards. ``None`` and
-    ``float32`` keep the float result; an operation whose result already has ``dtype``
-    (inversion) needs nothing.
+    result's range, so it is left for :func:`~pixelmill.ops.to_dtype` afterwards, also for a
+    float image. ``None`` and ``float32`` keep the float result; an operation without a float
+    result (inversion, in the image's dtype) needs nothing.
 
     >>> from pixelmill import kernels
     >>> fuse_policy(Filter(kernels.get("gaussian")), "clip", np.uint8)[0].policy
     'clip'
-    >>> fuse_policy(Filter(kernels.get("gaussian")), "normalize", np.uint8)[1]
+    >>> fuse_policy(Filter(kernels.get("gaussian")), "normalize", np.float32)[1]
     'normalize'
+    >>> fuse_policy(Invert(), "clip", np.uint8)
+    (Invert(label='invert'), None)
     """
-    if policy is None or policy == "float32":
+    if policy is None or policy == "float32" or not isinstance(op, _FloatFilter):
         return op, None
     fused = op.with_policy(policy)
-    return fused, (None if fused.out_dtype(dtype) == np.dtype(dtype) else policy)
+    return fused, (None if fused.policy == policy else policy)
 
 
 class _FloatFilter(Operation):
