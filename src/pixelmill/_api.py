@@ -106,6 +106,13 @@ def invert(
     return apply(Invert(), image, engine=engine, workers=workers, out=out, channel_axis=channel_axis, **engine_options)
 
 
+def _kernel_filter(kernel, flip: bool, origin, image, policy, out, **options):
+    """Correlation (``flip=False``) or convolution with a checked ``kernel`` and ``origin``."""
+    k = v.check_kernel(kernel)
+    op = Filter(k, flip=flip, origin=v.check_origin(origin, k.shape))
+    return _apply_filter(op, image, policy, out, **options)
+
+
 def convolve(
     image, kernel, *, origin=0, border: str = "nearest", cval: float = 0.0, engine: str = "numpy",
     workers: int | None = None, policy: str | None = None, out: np.ndarray | None = None,
@@ -160,10 +167,8 @@ def convolve(
     >>> convolve(np.array([0.0, 1.0, 0.0, 0.0]), [[1.0, 2.0]], origin=(0, -1))  # a 1-D row
     array([0., 1., 2., 0.])
     """
-    k = v.check_kernel(kernel)
-    op = Filter(k, flip=True, origin=v.check_origin(origin, k.shape))
-    return _apply_filter(
-        op, image, policy, out, border=border, cval=cval, engine=engine, workers=workers,
+    return _kernel_filter(
+        kernel, True, origin, image, policy, out, border=border, cval=cval, engine=engine, workers=workers,
         channel_axis=channel_axis, **engine_options,
     )
 
@@ -186,10 +191,8 @@ def correlate(
     >>> correlate(np.array([[0.0, 1.0, 0.0, 0.0]]), [[1.0, 2.0]], origin=(0, -1))
     array([[2., 1., 0., 0.]])
     """
-    k = v.check_kernel(kernel)
-    op = Filter(k, flip=False, origin=v.check_origin(origin, k.shape))
-    return _apply_filter(
-        op, image, policy, out, border=border, cval=cval, engine=engine, workers=workers,
+    return _kernel_filter(
+        kernel, False, origin, image, policy, out, border=border, cval=cval, engine=engine, workers=workers,
         channel_axis=channel_axis, **engine_options,
     )
 

@@ -307,6 +307,22 @@ def _next_tap(weights, b, end):
 
 
 @numba.njit(inline="always")
+def _sweep_taps(weights, b, end):
+    """The up to five nonzero taps from ``b`` (itself nonzero) that one :func:`_sweep` adds:
+    ``(b1, b2, b3, b4, count, last)``; unused slots repeat the last tap (never added)."""
+    b1 = _next_tap(weights, b + 1, end)
+    b2 = _next_tap(weights, b1 + 1, end)
+    b3 = _next_tap(weights, b2 + 1, end)
+    b4 = _next_tap(weights, b3 + 1, end)
+    n = 1 + (b1 < end) + (b2 < end) + (b3 < end) + (b4 < end)
+    last = b
+    for c in (b1, b2, b3, b4):
+        if c < end:
+            last = c
+    return min(b1, last), min(b2, last), min(b3, last), min(b4, last), n, last
+
+
+@numba.njit(inline="always")
 def _zero(dst, m):
     for k in range(m):
         dst[k] = 0.0
@@ -367,17 +383,7 @@ def _taps_pass(src, start, weights, step, dst, m):
         return
     first = True
     while b < kw:
-        # Up to five nonzero taps per sweep; unused taps repeat the last one (never added).
-        b1 = _next_tap(weights, b + 1, kw)
-        b2 = _next_tap(weights, b1 + 1, kw)
-        b3 = _next_tap(weights, b2 + 1, kw)
-        b4 = _next_tap(weights, b3 + 1, kw)
-        n = 1 + (b1 < kw) + (b2 < kw) + (b3 < kw) + (b4 < kw)
-        last = b
-        for c in (b1, b2, b3, b4):
-            if c < kw:
-                last = c
-        b1, b2, b3, b4 = min(b1, last), min(b2, last), min(b3, last), min(b4, last)
+        b1, b2, b3, b4, n, last = _sweep_taps(weights, b, kw)
         o0, o1, o2 = start + b * step, start + b1 * step, start + b2 * step
         o3, o4 = start + b3 * step, start + b4 * step
         _sweep(
@@ -404,16 +410,7 @@ def _column_pass(ring, top, weights, dst, m):
         return
     first = True
     while a < kh:
-        a1 = _next_tap(weights, a + 1, kh)
-        a2 = _next_tap(weights, a1 + 1, kh)
-        a3 = _next_tap(weights, a2 + 1, kh)
-        a4 = _next_tap(weights, a3 + 1, kh)
-        n = 1 + (a1 < kh) + (a2 < kh) + (a3 < kh) + (a4 < kh)
-        last = a
-        for c in (a1, a2, a3, a4):
-            if c < kh:
-                last = c
-        a1, a2, a3, a4 = min(a1, last), min(a2, last), min(a3, last), min(a4, last)
+        a1, a2, a3, a4, n, last = _sweep_taps(weights, a, kh)
         _sweep(
             dst, m, first,
             ring[(top + a) % kh, :m], weights[a],
