@@ -7,6 +7,8 @@ what those libraries decode on their own.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import imagecodecs
@@ -343,12 +345,86 @@ def test_read_only_formats_say_which_format_to_use_before_any_work(tmp_path, rng
     np.testing.assert_array_equal(out.color, 255 - rgba[..., :3])
 
 
-def test_heif_is_named_and_refused_with_the_reason(tmp_path):
+def _heic(path, data, **save):
+    pillow_heif = pytest.importorskip("pillow_heif", reason="HEIF needs the heif extra (pillow-heif)")
+    mode = {2: "L", 3: "RGB", 4: "RGBA"}[data.ndim if data.ndim == 2 else data.shape[2]]
+    if data.dtype == np.uint16:
+        mode += ";16"
+    heif = pillow_heif.from_bytes(mode, (data.shape[1], data.shape[0]), np.ascontiguousarray(data).tobytes())
+    if "icc_profile" in save:
+        heif.info["icc_profile"] = save.pop("icc_profile")
+    heif.save(path, **save)
+    return path
+
+
+def _smooth_rgb(h, w, channels=3):
+    y, x = np.mgrid[0:h, 0:w]
+    return np.dstack([(120 + 100 * np.sin(x / 9 + k) * np.cos(y / 7)).astype(np.uint8) for k in range(channels)])
+
+
+def test_heic_read_inverted_and_written_back_with_its_metadata(tmp_path):
+    from PIL import ImageCms
+
+    rgb = _smooth_rgb(64, 96)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = PILImage.Exif()
+    exif[0x010F] = "PhoneMaker"
+    src = tmp_path / "in"
+    src.mkdir()
+    _heic(src / "photo.heic", rgb, quality=95, exif=exif.tobytes(), icc_profile=icc)
+    img = read_image(src / "photo.heic")
+    assert (img.format, img.data.dtype, img.data.shape) == ("HEIF", np.dtype(np.uint8), (64, 96, 3))
+    assert np.abs(img.data.astype(int) - rgb).mean() < 3  # lossy, at quality 95
+    assert img.info["icc_profile"] == icc
+    _, items = run(src, tmp_path / "out", quality=95)
+    assert items["photo.heic"]["status"] == "done" and items["photo.heic"]["quality"] == 95
+    out = read_image(tmp_path / "out" / "photo.heic")
+    assert out.format == "HEIF" and out.info["icc_profile"] == icc
+    again = PILImage.Exif()
+    again.load(out.info["exif"])
+    assert again.get(0x010F) == "PhoneMaker"
+    assert np.abs(out.data.astype(int) - (255 - img.data.astype(int))).mean() < 3
+
+
+def test_heic_alpha_and_ten_bit_keep_their_layout(tmp_path):
+    rgba = np.dstack([_smooth_rgb(40, 56), np.tile(np.arange(56, dtype=np.uint8) * 4, (40, 1))])
+    p = _heic(tmp_path / "a.heic", rgba, quality=-1)
+    img = read_image(p)
+    assert img.has_alpha and img.data.shape == (40, 56, 4)
+    assert np.abs(img.alpha.astype(int) - rgba[..., 3]).max() <= 2
+    raw = _smooth_rgb(40, 56).astype(np.uint16) * 4 + np.arange(56, dtype=np.uint16)[None, :, None] % 4
+    deep = raw << 6  # 10-bit samples, libheif's way
+    p = _heic(tmp_path / "deep.heic", deep, quality=-1, chroma=444)
+    img = read_image(p)
+    assert img.data.dtype == np.uint16 and img.mode == "RGB;10"
+    # Scaled onto uint16 from all 10 bits (an 8-bit decode would be off by up to 3 levels).
+    levels = img.data.astype(float) * (1023 / 65535)
+    assert np.abs(levels - raw).mean() < 0.5
+    smooth = read_image(_heic(tmp_path / "smooth.heic", (_smooth_rgb(40, 56).astype(np.uint16) * 4) << 6, quality=-1))
+    write_image(tmp_path / "deep-out.heic", smooth)
+    back = read_image(tmp_path / "deep-out.heic")
+    assert back.data.dtype == np.uint16 and back.mode == "RGB;10"
+    assert np.abs(back.data.astype(int) - smooth.data.astype(int)).mean() < 4 * 64  # lossy, at quality 95
+
+
+def test_a_broken_heic_is_a_clear_failure(tmp_path):
+    pytest.importorskip("pillow_heif", reason="HEIF needs the heif extra (pillow-heif)")
     p = tmp_path / "photo.heic"
     p.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
-    with pytest.raises(UnsupportedImageError, match="HEIF") as err:
+    with pytest.raises(InvalidImageError, match="HEIF file") as err:
         read_image(p)
-    assert "GPL" in str(err.value) and str(p) in str(err.value)
+    assert str(p) in str(err.value) and "libheif" in str(err.value)
+
+
+def test_heic_without_the_extra_names_it(tmp_path):
+    p = tmp_path / "photo.heic"
+    p.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    code = ("import sys; sys.modules['pillow_heif'] = None\n"
+            "import pixelmill\n"
+            "try:\n    pixelmill.read_image(sys.argv[1])\n"
+            "except pixelmill.MissingDependencyError as exc:\n    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, timeout=120)
+    assert "pip install 'pixelmill[heif]'" in done.stdout, done.stdout + done.stderr
 
 
 def test_lossy_writers_honour_quality(tmp_path, rng):
@@ -381,7 +457,7 @@ def test_formats_command_lists_the_table_and_the_readme_matches(tmp_path):
     rows = json.loads(res.output)
     assert [r["format"] for r in rows] == list(FORMATS)
     heif = next(r for r in rows if r["format"] == "HEIF")
-    assert not heif["read"] and "GPL" in heif["note"]
+    assert heif["read"] and heif["write"] and "GPL" in heif["package"] and "heif" in heif["install"]
     res = CliRunner().invoke(main, ["formats"])
     assert res.exit_code == 0
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()

@@ -131,7 +131,7 @@ def close_inner_engines() -> None:
 
 
 #: Output formats whose writer takes --quality (TIFF: when JPEG-compressed).
-_LOSSY = frozenset({"JPEG", "WEBP", "AVIF", "JXL", "TIFF"})
+_LOSSY = frozenset({"JPEG", "WEBP", "AVIF", "JXL", "HEIF", "TIFF"})
 
 
 def _apply_bank(engine, ops: list[Operation], image, s: RunSettings):

@@ -35,6 +35,7 @@ from ._pillow import (
     _read_pillow,
     _read_pillow_frames,
 )
+from ._heif import heif_encoder, read_heif
 from ._imagecodecs import (
     _avif_depth,
     _avif_encoder,
@@ -142,8 +143,8 @@ def _decode(path, max_pixels, read_pillow, read_tifffile, finish=None) -> Image:
                 _check_size(path, tp.width, tp.height, limit)
                 if not tp.pillow_ok:
                     return read_tifffile(fh, path, tp)
-        if fmt == "JXL":  # libjxl, no Pillow plugin: decoded whole, then size-checked
-            image = _read_jpegxl(fh, path)
+        if fmt in ("JXL", "HEIF"):  # no Pillow plugin: decoded whole, then size-checked
+            image = _read_jpegxl(fh, path) if fmt == "JXL" else read_heif(fh, path)
             _check_size(path, image.width, image.height, limit)
             return finish(image) if finish is not None else image
         try:
@@ -245,8 +246,8 @@ def describe(path) -> dict:
         tp = _tiff_peek(fh, path) if fmt == "TIFF" else None
         if tp is not None and not tp.pillow_ok:
             facts = _describe_tifffile(fh, path, tp)
-        elif fmt == "JXL":
-            image = _read_jpegxl(fh, path)
+        elif fmt in ("JXL", "HEIF"):
+            image = _read_jpegxl(fh, path) if fmt == "JXL" else read_heif(fh, path)
             facts = dict(mode=image.mode, width=image.width, height=image.height,
                          dtype=image.data.dtype, channels=image.channels, has_alpha=image.has_alpha,
                          orientation=1, icc=False, exif=False)
@@ -480,6 +481,8 @@ def _encoder(data, has_alpha, fmt, info, quality, same_format, frames, source):
         encode = _avif_encoder(data, info, quality)
     elif fmt == "JXL":
         encode = _jpegxl_encoder(data, has_alpha, info, quality, source)
+    elif fmt == "HEIF":
+        encode = heif_encoder(data, has_alpha, info, quality)
     else:
         encode = _pillow_encoder(data, has_alpha, fmt, info, quality, same_format)
         if fmt == "PNG":

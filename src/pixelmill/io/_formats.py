@@ -74,10 +74,8 @@ FORMATS = {
         FormatSpec("AVIF", (".avif",), depths="8, 10, 12", metadata="ICC, EXIF, XMP (8-bit)",
                    package="pillow (libavif), imagecodecs (10/12-bit)"),
         FormatSpec("JXL", (".jxl",), depths="8, 16, 32F", package="imagecodecs (libjxl)"),
-        FormatSpec("HEIF", (".heic", ".heif", ".hif"), reads=False, writes=False,
-                   package="pillow-heif", note=(
-                       "not handled: pillow-heif's wheels bundle the GPL x265 encoder, which "
-                       "pixelmill keeps out; convert HEIC to AVIF, JPEG or TIFF first")),
+        FormatSpec("HEIF", (".heic", ".heif", ".hif"), depths="8, 10, 12 (written as 10)", alpha=True,
+                   metadata="ICC, EXIF, XMP", package="pillow-heif (libheif, x265: GPL)", extra="heif"),
     )
 }
 
@@ -283,6 +281,7 @@ _CAPS = {
     "QOI": {_U8: {_RGB, _RGBA}},
     "AVIF": {_U8: {_RGB, _RGBA}, _U16: {_RGB, _RGBA}},
     "JXL": {_U8: _ALL8, _U16: _ALL8},
+    "HEIF": {_U8: {_GREY, _RGB, _RGBA}, _U16: {_GREY, _RGB, _RGBA}},
 }
 _CAPS_TEXT = {
     "JPEG": "8-bit grey, RGB or CMYK (alpha is dropped) and bilevel",
@@ -297,6 +296,7 @@ _CAPS_TEXT = {
     "QOI": "8-bit RGB and RGBA",
     "AVIF": "8-bit RGB and RGBA, 10/12-bit RGB and RGBA (as uint16)",
     "JXL": "8- and 16-bit grey/grey+alpha/RGB/RGBA",
+    "HEIF": "8-bit and (as 10-bit) 16-bit grey, RGB and RGBA",
 }
 _TIFF_DTYPES = tuple(np.dtype(t) for t in (np.bool_, np.uint8, np.int8, np.uint16, np.int16,
                                              np.uint32, np.int32, np.float32, np.float64))
