@@ -1,0 +1,302 @@
+"""Streaming: an image that is not in memory, from storage to storage in bands of rows.
+
+A *source* is any array-like with ``shape`` (H x W or H x W x C), ``dtype`` and slicing
+``source[r0:r1]`` that returns a NumPy array (a NumPy memmap, a zarr array, tifffile's
+``aszarr`` store opened with zarr, an h5py dataset); a *sink* has the same shape and
+``sink[r0:r1] = band`` (or is None: :func:`iter_bands` hands each band to the caller).
+
+Each band of output rows reads its window (the band plus the operation's halo) from the
+source: the rows it needs are :func:`~pixelmill.tiling.window_indices` of the *whole* image
+(so ``wrap`` and ``reflect`` read their far-away rows, never wrapping around a band), fetched
+as contiguous runs (:func:`~pixelmill.tiling.index_runs`); the columns are padded by the same
+rule (:func:`~pixelmill.tiling.pad`). The band is then computed by the engine's own kernels
+(:meth:`Engine.execute`), so every output pixel runs the arithmetic of the in-memory result:
+the streamed result equals it bit for bit.
+
+Bands run in a bounded thread pool; the memory budget caps the bands in flight for all
+workers together, and a budget that cannot hold one band is an error before anything is read.
+This module imports no io and no batch: codecs and files are the layers above.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import tiling
+from ..errors import ImageTooLargeError, InvalidImageError, InvalidParameterError
+from ..ops import Operation
+from ._base import Engine
+
+__all__ = ["StreamPlan", "plan_stream", "iter_bands", "stream_apply", "is_array_like", "default_memory_limit",
+           "SCRATCH_BYTES"]
+
+#: Work arrays one compute thread keeps besides its band (the numpy flavour's ~1 MB strips
+#: converted to float and their results; the numba kernels' row buffers).
+SCRATCH_BYTES = 16 << 20
+#: Output bytes of one band when neither ``tile_shape`` nor the storage's chunks say: large
+#: enough that a band amortises the reads of its halo rows, small enough to keep several in flight.
+TARGET_BAND_BYTES = 16 << 20
+
+
+def is_array_like(x) -> bool:
+    """True for an image that is not (yet) in memory: an array-like with ``shape``, ``dtype``
+    and ``__getitem__`` that is not a NumPy array, or a NumPy memmap."""
+    if isinstance(x, np.memmap):
+        return True
+    return (not isinstance(x, np.ndarray) and hasattr(x, "__getitem__") and hasattr(x, "shape")
+            and hasattr(x, "dtype"))
+
+
+def default_memory_limit() -> int:
+    """A quarter of the machine's memory (or of the cgroup's limit, when lower): what a
+    streamed image may hold, for all its workers together, by default."""
+    total = 0
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and (not total or int(text) < total):
+            total = int(text)
+    return max(256 << 20, (total or 4 << 30) // 4)
+
+
+def _rss() -> int:
+    """This process's resident memory now (bytes; 0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n / 1e3:,.1f} kB"
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """How an image is streamed: ``rows`` output rows per band, at most ``in_flight`` bands
+    held at once (each about ``band_bytes``), computed by ``threads`` threads."""
+
+    shape: tuple[int, ...]
+    rows: int
+    cols: int
+    in_flight: int
+    threads: int
+    band_bytes: int
+    pad_dtype: np.dtype
+    out_dtype: np.dtype
+
+    @property
+    def bands(self) -> list[tuple[int, int]]:
+        return tiling.stream_bands(self.shape[0], self.rows)
+
+
+def _check_source(source) -> tuple[tuple[int, ...], np.dtype]:
+    shape = tuple(int(n) for n in source.shape)
+    dtype = np.dtype(source.dtype)
+    if len(shape) not in (2, 3):
+        raise InvalidImageError(
+            f"a streamed image must be H x W or H x W x C (channels last), got shape {shape!r}"
+        )
+    if not dtype.isnative:
+        raise InvalidImageError(f"a streamed image must be in native byte order, got dtype {dtype.str!r}")
+    return shape, dtype
+
+
+def _chunk_rows(arr) -> int | None:
+    """Rows of one stored chunk (a shard, for a sharded zarr array) of ``arr``, if it says."""
+    for name in ("shards", "chunks"):
+        chunks = getattr(arr, name, None)
+        if isinstance(chunks, tuple) and chunks and isinstance(chunks[0], (int, np.integer)):
+            return int(chunks[0])
+    return None
+
+
+def plan_stream(
+    op: Operation, source, sink=None, *, flavour: str = "numpy", parallel: bool = False, workers: int = 1,
+    border: str = "nearest", cval: float = 0.0, tile_shape=None, memory_limit: int | None = None,
+) -> StreamPlan:
+    """The bands and how many run at once within ``memory_limit`` bytes (for the whole process:
+    what it holds already is counted). Raises :class:`~pixelmill.errors.ImageTooLargeError`
+    when even one band of the smallest height (one row, or one chunk of the sink) does not fit."""
+    shape, dtype = _check_source(source)
+    h, w = shape[:2]
+    channels = shape[2] if len(shape) == 3 else 1
+    top, bottom, left, right = op.halo
+    pad_dtype = tiling.pad_dtype(dtype, op.work_dtype(dtype, flavour), border, cval)
+    out_dtype = op.out_dtype(dtype)
+    limit = default_memory_limit() if memory_limit is None else int(memory_limit)
+    baseline = _rss()
+    threads = max(1, int(workers)) if not parallel else 1
+    scratch = SCRATCH_BYTES * (max(1, int(workers)) if parallel or flavour == "numba" else threads)
+    budget = limit - baseline - scratch
+
+    def band_bytes(rows: int) -> int:
+        rows_in = rows + top + bottom
+        # The rows read (pad dtype, and each run as the source gives it), the band padded by
+        # its columns, and the result.
+        read = rows_in * w * channels * (dtype.itemsize + pad_dtype.itemsize)
+        padded = rows_in * (w + left + right) * channels * pad_dtype.itemsize
+        return read + padded + rows * w * channels * out_dtype.itemsize
+
+    chunk = _chunk_rows(sink) if sink is not None else None
+    if tile_shape is not None:
+        rows = max(1, int(tile_shape[0]))
+        cols = max(1, int(tile_shape[1]))
+    else:
+        cols = w
+        row_bytes = max(1, w * channels * max(out_dtype.itemsize, pad_dtype.itemsize))
+        want = max(1, TARGET_BAND_BYTES // row_bytes)
+        # Several bands per worker in flight, and every band within the budget.
+        per_band = max(1, budget // (2 * threads + 2)) if budget > 0 else 1
+        while want > 1 and band_bytes(want) > per_band:
+            want //= 2
+        base = chunk or _chunk_rows(source) or 1
+        rows = tiling.aligned_rows(want, base, h)
+    smallest = rows if tile_shape is not None else (chunk or 1)
+    if band_bytes(smallest) > budget:
+        need = band_bytes(smallest) + baseline + scratch
+        raise ImageTooLargeError(
+            f"memory limit {_mb(limit)} (--memory-limit / memory_limit=) cannot hold one band of "
+            f"{smallest} output row(s) of this {w} x {h} image ({channels} channel(s), {dtype.name}): "
+            f"the band needs {_mb(band_bytes(smallest))}, the work arrays {_mb(scratch)} and the process holds "
+            f"{_mb(baseline)} already; give at least {_mb(need)}"
+        )
+    while rows > smallest and band_bytes(rows) > budget:
+        rows = max(smallest, rows // 2)
+    in_flight = int(max(1, min(budget // band_bytes(rows), 2 * threads + 2)))
+    return StreamPlan(shape, rows, cols, in_flight, min(threads + (2 if parallel else 0), in_flight) or 1,
+                      band_bytes(rows), pad_dtype, out_dtype)
+
+
+def _read_rows(source, rows: np.ndarray, shape, dtype: np.dtype, cval: float) -> np.ndarray:
+    """``source`` gathered at ``rows`` (``-1``: ``cval``) as ``dtype``: each contiguous run of
+    source rows is read once, then placed where the window needs it."""
+    band = np.empty((len(rows),) + tuple(shape[1:]), dtype=dtype)
+    for a, b in tiling.index_runs(rows):
+        block = np.asarray(source[a:b])
+        at = np.flatnonzero((rows >= a) & (rows < b))
+        if len(at) == b - a and at[-1] - at[0] == b - a - 1 and rows[at[0]] == a and np.all(np.diff(rows[at]) == 1):
+            band[at[0] : at[-1] + 1] = block  # the common case: the run is in place
+        else:
+            band[at] = block[rows[at] - a]
+    if (rows < 0).any():
+        band[rows < 0] = cval
+    return band
+
+
+def iter_bands(
+    op: Operation, source, sink=None, *, engine: Engine, border: str = "nearest", cval: float = 0.0,
+    tile_shape=None, memory_limit: int | None = None, first_band: int = 0, plan: StreamPlan | None = None,
+):
+    """Yield ``(r0, r1, band)`` for each band of output rows, in order, from band number
+    ``first_band`` on; ``band`` is the result (None when it was written into ``sink``).
+
+    Serial engines (``numpy``, ``loops``) compute ``engine.workers`` bands at once; a parallel
+    engine computes one band at a time with all its workers while the pool reads the next
+    bands and writes the last ones. Closing the generator cancels the bands not started.
+    """
+    if plan is None:
+        plan = plan_stream(op, source, sink, flavour=engine.flavour, parallel=engine.parallel,
+                           workers=engine.workers, border=border, cval=cval, tile_shape=tile_shape,
+                           memory_limit=memory_limit)
+    shape = plan.shape
+    h, w = shape[:2]
+    top, bottom, left, right = op.halo
+    chunk = _chunk_rows(sink) if sink is not None else None
+    compute_lock = threading.Lock() if engine.parallel else None
+    write_lock = threading.Lock()
+
+    def one(r0: int, r1: int):
+        rows = tiling.window_indices(h, r0, r1, top, bottom, border)
+        band = _read_rows(source, rows, shape, plan.pad_dtype, cval)
+        padded = tiling.pad(band, (0, 0, left, right), border, cval, dtype=plan.pad_dtype) if left or right else band
+        del band
+        out = np.empty((r1 - r0,) + tuple(shape[1:]), dtype=plan.out_dtype)
+        if compute_lock is None:
+            _execute(engine, op, padded, out, plan.cols)
+        else:
+            with compute_lock:
+                _execute(engine, op, padded, out, plan.cols)
+        del padded
+        if sink is None:
+            return r0, r1, out
+        aligned = chunk is None or (r0 % chunk == 0 and (r1 % chunk == 0 or r1 == h))
+        if aligned:
+            sink[r0:r1] = out
+        else:  # bands sharing a stored chunk would read-modify-write it at once
+            with write_lock:
+                sink[r0:r1] = out
+        return r0, r1, None
+
+    bands = tiling.stream_bands(h, plan.rows, first_band)
+    pending: deque = deque()
+    with ThreadPoolExecutor(plan.threads, thread_name_prefix="pixelmill-stream") as pool:
+        try:
+            for r0, r1 in bands:
+                while len(pending) >= plan.in_flight:
+                    yield pending.popleft().result()
+                pending.append(pool.submit(one, r0, r1))
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _execute(engine: Engine, op: Operation, padded: np.ndarray, out: np.ndarray, cols: int) -> None:
+    """One band: the engine's kernels, in tiles of ``cols`` columns when narrower than the band."""
+    w = out.shape[1]
+    if cols >= w:
+        engine.execute(op, padded, out)
+        return
+    _, _, left, right = op.halo
+    for c0 in range(0, w, cols):
+        c1 = min(c0 + cols, w)
+        engine.execute(op, padded[:, c0 : c1 + left + right], out[:, c0:c1])
+
+
+def stream_apply(
+    op: Operation, source, sink=None, *, engine: Engine, border: str = "nearest", cval: float = 0.0,
+    tile_shape=None, memory_limit: int | None = None, first_band: int = 0, progress=None,
+):
+    """``op`` over ``source`` band by band into ``sink`` (returned); with no sink, into a new
+    NumPy array when the whole result fits ``memory_limit``.
+
+    ``progress(r1)`` is called, in order, after each band up to output row ``r1`` is written
+    (a resumable writer records it). Raises :class:`~pixelmill.errors.ImageTooLargeError` when one
+    band does not fit the budget, or with no sink when the result does not.
+    """
+    shape, _ = _check_source(source)
+    if sink is not None and tuple(sink.shape) != shape:
+        raise InvalidParameterError(f"out must have the image's shape {shape!r}, got {tuple(sink.shape)!r}")
+    if sink is None:
+        out_dtype = op.out_dtype(np.dtype(source.dtype))
+        need = int(np.prod(shape, dtype=np.int64)) * out_dtype.itemsize
+        limit = default_memory_limit() if memory_limit is None else int(memory_limit)
+        if need > limit // 2:
+            raise ImageTooLargeError(
+                f"the result of this {shape[1]} x {shape[0]} image ({_mb(need)} of {out_dtype.name}) does not fit "
+                f"half the memory limit {_mb(limit)}; pass out= an array-like to write it into "
+                "(a zarr array, a NumPy memmap)"
+            )
+        sink = np.empty(shape, dtype=out_dtype)
+        memory_limit = limit - need
+    for _, r1, _ in iter_bands(op, source, sink, engine=engine, border=border, cval=cval, tile_shape=tile_shape,
+                               memory_limit=memory_limit, first_band=first_band):
+        if progress is not None:
+            progress(r1)
+    return sink
