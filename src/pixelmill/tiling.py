@@ -34,6 +34,7 @@ __all__ = [
     "index_runs",
     "stream_bands",
     "aligned_rows",
+    "fill_columns",
 ]
 
 #: SciPy's border-mode names, in the order the docs list them.
@@ -114,17 +115,31 @@ def pad(image: np.ndarray, halo: Halo, border: str, cval: float = 0.0, dtype=Non
         out[:, left + w :] = cval
         return out
     rows = border_indices(h, top, bottom, border)
-    cols = border_indices(w, left, right, border) + left  # columns of `out`
     if top:
         out[:top, left : left + w] = image[rows[:top]]
     if bottom:
         out[top + h :, left : left + w] = image[rows[top + h :]]
     # Full height, so the corners take the row rule then the column rule.
+    fill_columns(out, left, right, border, cval)
+    return out
+
+
+def fill_columns(out: np.ndarray, left: int, right: int, border: str, cval: float = 0.0) -> None:
+    """Fill the ``left`` and ``right`` margin columns of ``out`` (rows already in place in the
+    columns between) by the border rule of its inner ``W`` columns, in place: the column part
+    of :func:`pad`, for a band of rows that a stream gathered itself."""
+    w = out.shape[1] - left - right
+    if not (left or right):
+        return
+    if border == "constant":
+        out[:, :left] = cval
+        out[:, left + w :] = cval
+        return
+    cols = border_indices(w, left, right, border) + left  # columns of `out`
     if left:
         out[:, :left] = out[:, cols[:left]]
     if right:
         out[:, left + w :] = out[:, cols[left + w :]]
-    return out
 
 
 @dataclass(frozen=True)

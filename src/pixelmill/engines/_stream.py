@@ -214,24 +214,69 @@ def iter_bands(
                            workers=engine.workers, border=border, cval=cval, tile_shape=tile_shape,
                            memory_limit=memory_limit)
     shape = plan.shape
-    h, w = shape[:2]
+    h = shape[0]
     top, bottom, left, right = op.halo
     chunk = _chunk_rows(sink) if sink is not None else None
     compute_lock = threading.Lock() if engine.parallel else None
     write_lock = threading.Lock()
+    rows = plan.rows
+    bands = tiling.stream_bands(h, rows, first_band)
+    # Each band of source rows (a "core": the band's own rows, chunk-aligned) is read once and
+    # shared with the neighbours whose halos reach into it; a band's other rows (the far edge
+    # that wrap and reflect read, or halos taller than a band) are read on their own.
+    windows = {r0 // rows: tiling.window_indices(h, r0, r1, top, bottom, border) for r0, r1 in bands}
+    users: dict[int, int] = {}
+    for k, idx in windows.items():
+        for j in _near_cores(idx, k, rows):
+            users[j] = users.get(j, 0) + 1
+    cores: dict[int, object] = {}
+    cores_lock = threading.Lock()
 
-    def one(r0: int, r1: int):
-        rows = tiling.window_indices(h, r0, r1, top, bottom, border)
-        band = _read_rows(source, rows, shape, plan.pad_dtype, cval)
-        padded = tiling.pad(band, (0, 0, left, right), border, cval, dtype=plan.pad_dtype) if left or right else band
+    def core(j: int):
+        with cores_lock:
+            future = cores.get(j)
+            if future is None:
+                future = cores[j] = readers.submit(lambda: np.asarray(source[j * rows : min((j + 1) * rows, h)]))
+            return future
+
+    def release(k: int) -> None:
+        with cores_lock:
+            for j in _near_cores(windows[k], k, rows):
+                users[j] -= 1
+                if not users[j]:
+                    cores.pop(j, None)
+
+    buffers = _Buffers()
+    w = shape[1]
+
+    def one(k: int, r0: int, r1: int):
+        idx = windows[k]
+        # The window is gathered straight into its padded array (the columns between the
+        # margins), then the margins are filled by the border rule: one copy of the rows.
+        padded = buffers.get((len(idx), w + left + right) + tuple(shape[2:]), plan.pad_dtype)
+        band = padded[:, left : left + w]
+        near = np.zeros(len(idx), dtype=bool)
+        for j in _near_cores(idx, k, rows):
+            at = np.flatnonzero((idx >= j * rows) & (idx < (j + 1) * rows))
+            near[at] = True
+            _place(band, at, core(j).result(), idx[at] - j * rows)
+        far = ~near & (idx >= 0)
+        if far.any():
+            at = np.flatnonzero(far)
+            band[at] = _read_rows(source, idx[at], shape, plan.pad_dtype, cval)
+        if (idx < 0).any():
+            band[idx < 0] = cval
+        release(k)
+        tiling.fill_columns(padded, left, right, border, cval)
         del band
-        out = np.empty((r1 - r0,) + tuple(shape[1:]), dtype=plan.out_dtype)
+        shape_out = (r1 - r0,) + tuple(shape[1:])
+        out = np.empty(shape_out, dtype=plan.out_dtype) if sink is None else buffers.get(shape_out, plan.out_dtype)
         if compute_lock is None:
             _execute(engine, op, padded, out, plan.cols)
         else:
             with compute_lock:
                 _execute(engine, op, padded, out, plan.cols)
-        del padded
+        buffers.put(padded)
         if sink is None:
             return r0, r1, out
         aligned = chunk is None or (r0 % chunk == 0 and (r1 % chunk == 0 or r1 == h))
@@ -240,21 +285,75 @@ def iter_bands(
         else:  # bands sharing a stored chunk would read-modify-write it at once
             with write_lock:
                 sink[r0:r1] = out
+        buffers.put(out)
         return r0, r1, None
 
-    bands = tiling.stream_bands(h, plan.rows, first_band)
     pending: deque = deque()
-    with ThreadPoolExecutor(plan.threads, thread_name_prefix="pixelmill-stream") as pool:
-        try:
-            for r0, r1 in bands:
-                while len(pending) >= plan.in_flight:
+    readers = ThreadPoolExecutor(READERS, thread_name_prefix="pixelmill-read")
+    try:
+        with ThreadPoolExecutor(plan.threads, thread_name_prefix="pixelmill-stream") as pool:
+            try:
+                for r0, r1 in bands:
+                    k = r0 // rows
+                    while len(pending) >= plan.in_flight:
+                        yield pending.popleft().result()
+                    for j in _near_cores(windows[k], k, rows):
+                        core(j)  # reads start in order, ahead of the compute
+                    pending.append(pool.submit(one, k, r0, r1))
+                while pending:
                     yield pending.popleft().result()
-                pending.append(pool.submit(one, r0, r1))
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+            finally:
+                for future in pending:
+                    future.cancel()
+    finally:
+        readers.shutdown(wait=True, cancel_futures=True)
+
+
+class _Buffers:
+    """Band arrays reused band after band: a fresh 10-50 MB array per band is a fresh mmap
+    whose pages fault in again (seconds of system time per gigapixel)."""
+
+    def __init__(self):
+        self._free: dict[tuple, list[np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, shape, dtype) -> np.ndarray:
+        key = (tuple(shape), np.dtype(dtype))
+        with self._lock:
+            free = self._free.get(key)
+            if free:
+                return free.pop()
+        return np.empty(shape, dtype=dtype)
+
+    def put(self, arr: np.ndarray) -> None:
+        with self._lock:
+            self._free.setdefault((arr.shape, arr.dtype), []).append(arr)
+
+
+#: Threads reading (and decoding) source bands ahead of the compute.
+READERS = 2
+
+
+def _near_cores(idx: np.ndarray, k: int, rows: int) -> list[int]:
+    """The source bands ``k - 1 .. k + 1`` that band ``k``'s window reads rows of."""
+    valid = idx[idx >= 0]
+    if not len(valid):
+        return []
+    lo, hi = int(valid.min()) // rows, int(valid.max()) // rows
+    return [j for j in (k - 1, k, k + 1) if j >= 0 and _reads_core(valid, j, rows) and lo <= j <= hi]
+
+
+def _reads_core(valid: np.ndarray, j: int, rows: int) -> bool:
+    return bool(((valid >= j * rows) & (valid < (j + 1) * rows)).any())
+
+
+def _place(band: np.ndarray, at: np.ndarray, data: np.ndarray, src: np.ndarray) -> None:
+    """``band[at] = data[src]``, as one slice copy when both are contiguous runs (the usual case)."""
+    n = len(at)
+    if n and at[-1] - at[0] == n - 1 and src[-1] - src[0] == n - 1 and (n < 3 or np.all(np.diff(src) == 1)):
+        band[at[0] : at[0] + n] = data[src[0] : src[0] + n]
+    else:
+        band[at] = data[src]
 
 
 def _execute(engine: Engine, op: Operation, padded: np.ndarray, out: np.ndarray, cols: int) -> None:
