@@ -144,3 +144,52 @@ class _Lazy:
         part = self.data[key]
         self.read += part.size
         return part.copy()
+
+
+# -- the array API on images that are not in memory --------------------------------------------
+
+
+def test_the_api_streams_a_zarr_array_into_a_zarr_out(rng):
+    import pixelmill
+
+    image = random_image(rng, (90, 60, 3), np.uint8)
+    source = zarr.create_array(store=zarr.storage.MemoryStore(), shape=image.shape, chunks=(32, 32, 3), dtype=image.dtype)
+    source[:] = image
+    for name, call in [
+        ("convolve", lambda img, **kw: pixelmill.convolve(img, "gaussian", border="wrap", policy="clip", **kw)),
+        ("correlate", lambda img, **kw: pixelmill.correlate(img, [[1.0, 2.0], [0.5, -1.0]], border="reflect", **kw)),
+        ("sobel", lambda img, **kw: pixelmill.sobel(img, border="mirror", policy="clip", **kw)),
+        ("invert", lambda img, **kw: pixelmill.invert(img, **kw)),
+    ]:
+        expected = call(image)
+        out = zarr.create_array(store=zarr.storage.MemoryStore(), shape=image.shape, chunks=(32, 32, 3),
+                                dtype=expected.dtype)
+        assert call(source, out=out) is out, name
+        np.testing.assert_array_equal(out[:], expected, err_msg=name)
+        # Without out=, a result that fits the budget comes back as a NumPy array.
+        np.testing.assert_array_equal(call(source, engine="numba"), expected, err_msg=name)
+
+
+def test_the_api_streams_a_memmap_without_loading_it(tmp_path, rng):
+    import pixelmill
+
+    image = random_image(rng, (64, 48), np.uint16)
+    source = _memmap(tmp_path, "in", image.shape, image.dtype)
+    source[:] = image
+    out = _memmap(tmp_path, "out", image.shape, np.float32)
+    pixelmill.convolve(source, "edge-x", border="constant", cval=5.0, out=out, memory_limit="2GB")
+    np.testing.assert_array_equal(np.asarray(out), pixelmill.convolve(image, "edge-x", border="constant", cval=5.0))
+
+
+def test_the_api_refuses_what_a_stream_cannot_do(rng):
+    import pixelmill
+    from pixelmill.errors import InvalidParameterError
+
+    lazy = _Lazy(random_image(rng, (20, 10), np.uint8))
+    with pytest.raises(InvalidParameterError, match="whole result's range"):
+        pixelmill.convolve(lazy, "gaussian", policy="normalize")
+    with pytest.raises(InvalidParameterError, match="memory_limit"):
+        pixelmill.invert(lazy, memory_limit="lots")
+    with pytest.raises(ImageTooLargeError, match="out="):
+        pixelmill.invert(lazy, memory_limit=100)
+    assert lazy.read == 0  # nothing was read
