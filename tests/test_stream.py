@@ -193,3 +193,55 @@ def test_the_api_refuses_what_a_stream_cannot_do(rng):
     with pytest.raises(ImageTooLargeError, match="out="):
         pixelmill.invert(lazy, memory_limit=100)
     assert lazy.read == 0  # nothing was read
+
+
+_KILLED_WRITER = """
+import sys, time, numpy as np, zarr
+from pixelmill import kernels
+from pixelmill.engines import make_engine, stream_apply
+from pixelmill.ops import Filter
+src = np.load(sys.argv[1], mmap_mode="r")
+sink = zarr.open_array(sys.argv[2], mode="r+")
+with make_engine("numpy", workers=2) as eng:
+    stream_apply(Filter(kernels.gaussian(5, 1.0), policy="clip"), src, sink, engine=eng, border="wrap",
+                 tile_shape=(8, 64), journal=sys.argv[3], progress=lambda r1: time.sleep(0.05))
+"""
+
+
+def test_a_killed_stream_resumes_at_its_first_unfinished_band(tmp_path, rng):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    image = random_image(rng, (400, 64), np.uint8)
+    np.save(tmp_path / "in.npy", image)
+    zarr.create_array(store=str(tmp_path / "out.zarr"), shape=image.shape, chunks=(8, 64), dtype=np.uint8)
+    journal = tmp_path / "out.zarr.progress.json"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(tmp_path / "in.npy"),
+                              str(tmp_path / "out.zarr"), str(journal)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and child.poll() is None:
+            if journal.exists() and json.loads(journal.read_text())["rows_done"] >= 80:
+                break
+            time.sleep(0.01)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    killed_at = json.loads(journal.read_text())["rows_done"]
+    assert 80 <= killed_at < 400
+    op = Filter(kernels.gaussian(5, 1.0), policy="clip")
+    sink = zarr.open_array(str(tmp_path / "out.zarr"), mode="r+")
+    seen = []
+    with make_engine("numpy", workers=2) as eng:
+        stream_apply(op, np.load(tmp_path / "in.npy", mmap_mode="r"), sink, engine=eng, border="wrap",
+                     tile_shape=(8, 64), journal=journal, progress=seen.append)
+        expected = eng.run(op, image, border="wrap")
+    assert seen[0] == killed_at + 8  # resumed at the first unfinished band, not at zero
+    np.testing.assert_array_equal(sink[:], expected)
+    assert not journal.exists()

@@ -20,11 +20,13 @@ def apply(
 
     An image that is not in memory (see :func:`_streamed`) is streamed band by band."""
     memory_limit = v.check_memory_limit(engine_options.pop("memory_limit", None))
+    journal = engine_options.pop("journal", None)  # resumable streams (see engines.stream_apply)
     if _streamed(image, channel_axis):
         border, cval = v.check_border(border), v.check_cval(cval)
         sink = v.check_sink(out, image.shape, op.out_dtype(np.dtype(image.dtype)))
         with make_engine(engine, workers, **engine_options) as eng:
-            return stream_apply(op, image, sink, engine=eng, border=border, cval=cval, memory_limit=memory_limit)
+            return stream_apply(op, image, sink, engine=eng, border=border, cval=cval, memory_limit=memory_limit,
+                                journal=journal)
     shape = np.shape(image)
     planes, restore = v.check_planes(image, channel_axis)
     border = v.check_border(border)

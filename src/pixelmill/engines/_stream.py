@@ -370,15 +370,22 @@ def _execute(engine: Engine, op: Operation, padded: np.ndarray, out: np.ndarray,
 
 def stream_apply(
     op: Operation, source, sink=None, *, engine: Engine, border: str = "nearest", cval: float = 0.0,
-    tile_shape=None, memory_limit: int | None = None, first_band: int = 0, progress=None,
+    tile_shape=None, memory_limit: int | None = None, first_band: int = 0, progress=None, journal=None,
 ):
     """``op`` over ``source`` band by band into ``sink`` (returned); with no sink, into a new
     NumPy array when the whole result fits ``memory_limit``.
 
-    ``progress(r1)`` is called, in order, after each band up to output row ``r1`` is written
-    (a resumable writer records it). Raises :class:`~pixelmill.errors.ImageTooLargeError` when one
-    band does not fit the budget, or with no sink when the result does not.
+    ``progress(r1)`` is called, in order, after each band up to output row ``r1`` is written.
+    ``journal`` (a file path) makes a persistent sink (a zarr folder, a memmap) resumable: the
+    rows finished in order are recorded there after each band, and a run that finds a journal
+    of the same operation, image and bands (a killed one) starts at its first unfinished band;
+    the journal is removed when the image is complete. Raises
+    :class:`~pixelmill.errors.ImageTooLargeError` when one band does not fit the budget, or with
+    no sink when the result does not.
     """
+    if journal is not None:
+        return _resumable(op, source, sink, engine=engine, border=border, cval=cval, tile_shape=tile_shape,
+                          memory_limit=memory_limit, progress=progress, journal=journal)
     shape, _ = _check_source(source)
     if sink is not None and tuple(sink.shape) != shape:
         raise InvalidParameterError(f"out must have the image's shape {shape!r}, got {tuple(sink.shape)!r}")
@@ -398,4 +405,41 @@ def stream_apply(
                                memory_limit=memory_limit, first_band=first_band):
         if progress is not None:
             progress(r1)
+    return sink
+
+
+def _resumable(op, source, sink, *, engine, border, cval, tile_shape, memory_limit, progress, journal):
+    import json
+    from pathlib import Path
+
+    from .._files import atomic_write
+
+    if sink is None:
+        raise InvalidParameterError("journal= resumes a run into a persistent out=; give out")
+    journal = Path(journal)
+    shape, dtype = _check_source(source)
+    key = repr((op, tuple(shape), dtype.str, border, float(cval)))
+    done_rows, rows = 0, None
+    try:
+        state = json.loads(journal.read_text())
+        if state.get("key") == key:
+            done_rows, rows = int(state["rows_done"]), int(state["band_rows"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    if rows is None:
+        plan = plan_stream(op, source, sink, flavour=engine.flavour, parallel=engine.parallel,
+                           workers=engine.workers, border=border, cval=cval, tile_shape=tile_shape,
+                           memory_limit=memory_limit)
+        rows = plan.rows
+    cols = tile_shape[1] if tile_shape is not None else shape[1]
+
+    def record(r1: int) -> None:
+        text = json.dumps({"key": key, "band_rows": rows, "rows_done": r1})
+        atomic_write(journal, lambda fh: fh.write(text.encode()), durable=False)
+        if progress is not None:
+            progress(r1)
+
+    stream_apply(op, source, sink, engine=engine, border=border, cval=cval, tile_shape=(rows, cols),
+                 memory_limit=memory_limit, first_band=done_rows // rows, progress=record)
+    journal.unlink(missing_ok=True)
     return sink
