@@ -245,3 +245,29 @@ def test_a_killed_stream_resumes_at_its_first_unfinished_band(tmp_path, rng):
     assert seen[0] == killed_at + 8  # resumed at the first unfinished band, not at zero
     np.testing.assert_array_equal(sink[:], expected)
     assert not journal.exists()
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+def test_engine_dask_streams_one_task_per_band(tmp_path, rng, cluster):
+    pytest.importorskip("dask")
+    image = random_image(rng, (300, 90, 3), np.uint8)
+    source = zarr.create_array(store=str(tmp_path / "in.zarr"), shape=image.shape, chunks=(32, 45, 3), dtype=np.uint8)
+    source[:] = image
+    sink = zarr.create_array(store=str(tmp_path / "out.zarr"), shape=image.shape, chunks=(32, 90, 3), dtype=np.uint8)
+    op = SobelMagnitude(policy="clip")
+    options = {}
+    if cluster:
+        distributed = pytest.importorskip("distributed")
+        lc = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                      dashboard_address=None, memory_limit="1GB")
+        options["scheduler"] = lc.scheduler_address
+    try:
+        seen = []
+        with make_engine("dask", workers=2, **options) as eng:
+            stream_apply(op, source, sink, engine=eng, border="wrap", progress=seen.append)
+    finally:
+        if cluster:
+            lc.close()
+    assert seen == sorted(seen) and seen[-1] == 300
+    with make_engine("numpy") as eng:
+        np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"))[:], eng.run(op, image, border="wrap"))

@@ -25,6 +25,7 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -389,6 +390,11 @@ def stream_apply(
     shape, _ = _check_source(source)
     if sink is not None and tuple(sink.shape) != shape:
         raise InvalidParameterError(f"out must have the image's shape {shape!r}, got {tuple(sink.shape)!r}")
+    if sink is None and engine.streams_by_task:
+        raise InvalidParameterError(
+            f"engine {engine.name!r} streams by tasks that write their bands into out= themselves; give out "
+            "(a zarr array on storage every worker reads)"
+        )
     if sink is None:
         out_dtype = op.out_dtype(np.dtype(source.dtype))
         need = int(np.prod(shape, dtype=np.int64)) * out_dtype.itemsize
@@ -401,11 +407,54 @@ def stream_apply(
             )
         sink = np.empty(shape, dtype=out_dtype)
         memory_limit = limit - need
-    for _, r1, _ in iter_bands(op, source, sink, engine=engine, border=border, cval=cval, tile_shape=tile_shape,
-                               memory_limit=memory_limit, first_band=first_band):
+    if engine.streams_by_task:
+        bands = _bands_by_task(op, source, sink, engine=engine, border=border, cval=cval, tile_shape=tile_shape,
+                               memory_limit=memory_limit, first_band=first_band)
+    else:
+        bands = (r1 for _, r1, _ in iter_bands(op, source, sink, engine=engine, border=border, cval=cval,
+                                               tile_shape=tile_shape, memory_limit=memory_limit,
+                                               first_band=first_band))
+    for r1 in bands:
         if progress is not None:
             progress(r1)
     return sink
+
+
+def _bands_by_task(op, source, sink, *, engine, border, cval, tile_shape, memory_limit, first_band):
+    """One task per band, each reading its own window from ``source`` and writing its result into
+    ``sink`` (shared storage: a zarr folder, an object store), run by ``engine.map`` (a dask
+    cluster's workers); yields each band's last row in order, as the bands before it are done."""
+    plan = plan_stream(op, source, sink, flavour=engine.flavour, parallel=False, workers=1, border=border,
+                       cval=cval, tile_shape=tile_shape, memory_limit=memory_limit)
+    fn = partial(compute_band, op, source, sink, border, float(cval), engine.flavour, plan.pad_dtype, plan.out_dtype)
+    bands = tiling.stream_bands(plan.shape[0], plan.rows, first_band)
+    done: set[int] = set()
+    nxt = 0
+    for r1 in engine.map(fn, bands):
+        done.add(r1)
+        while nxt < len(bands) and bands[nxt][1] in done:
+            yield bands[nxt][1]
+            nxt += 1
+
+
+def compute_band(op, source, sink, border, cval, flavour, pad_dtype, out_dtype, band) -> int:
+    """Band ``(r0, r1)`` on its own (a task on any worker): its window read from ``source``,
+    computed in ~1 MB strips, written into ``sink``; returns ``r1``."""
+    from ._base import compute_tiles
+
+    r0, r1 = band
+    shape = tuple(int(n) for n in source.shape)
+    h, w = shape[:2]
+    top, bottom, left, right = op.halo
+    idx = tiling.window_indices(h, r0, r1, top, bottom, border)
+    padded = np.empty((len(idx), w + left + right) + shape[2:], dtype=pad_dtype)
+    padded[:, left : left + w] = _read_rows(source, idx, shape, pad_dtype, cval)
+    tiling.fill_columns(padded, left, right, border, cval)
+    out = np.empty((r1 - r0,) + shape[1:], dtype=out_dtype)
+    strips = tiling.plan_tiles(out.shape, tiling.auto_tile_shape(out.shape, 1, out.dtype.itemsize))
+    compute_tiles(op, padded, out, strips, flavour)
+    sink[r0:r1] = out
+    return r1
 
 
 def _resumable(op, source, sink, *, engine, border, cval, tile_shape, memory_limit, progress, journal):
