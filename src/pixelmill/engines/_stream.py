@@ -34,7 +34,7 @@ from ..errors import ImageTooLargeError, InvalidImageError, InvalidParameterErro
 from ..ops import Operation
 from ._base import Engine
 
-__all__ = ["StreamPlan", "plan_stream", "iter_bands", "stream_apply", "is_array_like", "default_memory_limit",
+__all__ = ["is_complete", "COMPLETE_ATTRIBUTE", "StreamPlan", "plan_stream", "iter_bands", "stream_apply", "is_array_like", "default_memory_limit",
            "SCRATCH_BYTES"]
 
 #: Work arrays one compute thread keeps besides its band (the numpy flavour's ~1 MB strips
@@ -407,6 +407,7 @@ def stream_apply(
             )
         sink = np.empty(shape, dtype=out_dtype)
         memory_limit = limit - need
+    _mark_complete(sink, False)
     if engine.streams_by_task:
         bands = _bands_by_task(op, source, sink, engine=engine, border=border, cval=cval, tile_shape=tile_shape,
                                memory_limit=memory_limit, first_band=first_band)
@@ -417,7 +418,27 @@ def stream_apply(
     for r1 in bands:
         if progress is not None:
             progress(r1)
+    _mark_complete(sink, True)
     return sink
+
+
+#: The attribute a streamed zarr output carries: ``{"complete": false}`` while it is written,
+#: ``{"complete": true}`` once every band is. An object store (S3) has no atomic rename, so this
+#: marker, one write of the array's metadata after its last chunk, is what makes it complete.
+COMPLETE_ATTRIBUTE = "pixelmill"
+
+
+def _mark_complete(sink, complete: bool) -> None:
+    attrs = getattr(sink, "attrs", None)
+    if attrs is None or isinstance(sink, np.ndarray) or not hasattr(attrs, "update"):
+        return
+    attrs.update({COMPLETE_ATTRIBUTE: {"complete": bool(complete)}})
+
+
+def is_complete(array) -> bool:
+    """True when a streamed zarr output was written to its end (see :data:`COMPLETE_ATTRIBUTE`)."""
+    attrs = getattr(array, "attrs", None) or {}
+    return bool(dict(attrs).get(COMPLETE_ATTRIBUTE, {}).get("complete"))
 
 
 def _bands_by_task(op, source, sink, *, engine, border, cval, tile_shape, memory_limit, first_band):
