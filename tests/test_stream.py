@@ -271,3 +271,21 @@ def test_engine_dask_streams_one_task_per_band(tmp_path, rng, cluster):
     assert seen == sorted(seen) and seen[-1] == 300
     with make_engine("numpy") as eng:
         np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"))[:], eng.run(op, image, border="wrap"))
+
+
+def test_a_lost_task_is_an_engine_error_naming_the_bands_done(rng):
+    pytest.importorskip("dask")
+    from pixelmill.errors import EngineError
+
+    image = random_image(rng, (64, 16), np.uint8)
+
+    class Flaky(_Lazy):
+        def __getitem__(self, key):
+            if key.start and key.start >= 32:
+                raise ConnectionResetError("worker connection lost")
+            return super().__getitem__(key)
+
+    sink = np.zeros_like(image)
+    with make_engine("dask", workers=1, local_scheduler="threads") as eng:
+        with pytest.raises(EngineError, match=r"lost a band.*ConnectionResetError.*journal"):
+            stream_apply(Invert(), Flaky(image), sink, engine=eng, tile_shape=(16, 16))

@@ -30,7 +30,7 @@ from functools import partial
 import numpy as np
 
 from .. import tiling
-from ..errors import ImageTooLargeError, InvalidImageError, InvalidParameterError
+from ..errors import EngineError, ImageTooLargeError, InvalidImageError, InvalidParameterError, PixelmillError
 from ..ops import Operation
 from ._base import Engine
 
@@ -451,7 +451,23 @@ def _bands_by_task(op, source, sink, *, engine, border, cval, tile_shape, memory
     bands = tiling.stream_bands(plan.shape[0], plan.rows, first_band)
     done: set[int] = set()
     nxt = 0
-    for r1 in engine.map(fn, bands):
+    results = engine.map(fn, bands)
+    while True:
+        try:
+            r1 = next(results)
+        except StopIteration:
+            return
+        except PixelmillError:
+            raise
+        except Exception as exc:
+            # A worker killed by its nanny (KilledWorker), a lost connection: the image failed,
+            # with one line that says so (the batch records it), never a bare traceback.
+            text = str(exc).strip().splitlines()
+            raise EngineError(
+                f"engine {engine.name!r} lost a band of this {plan.shape[1]} x {plan.shape[0]} image after "
+                f"{nxt} of {len(bands)} bands were done ({type(exc).__name__}: {text[0][:200] if text else ''}); "
+                "the bands written are kept and journal= resumes after them"
+            ) from exc
         done.add(r1)
         while nxt < len(bands) and bands[nxt][1] in done:
             yield bands[nxt][1]
