@@ -7,7 +7,8 @@ import numpy as np
 from . import _validation as v
 from . import kernels as _kernels
 from ._validation import AUTO
-from .engines import make_engine
+from .errors import InvalidParameterError
+from .engines import is_array_like, make_engine, stream_apply
 from .ops import Filter, Invert, Operation, SobelMagnitude, fuse_policy, to_dtype
 
 
@@ -15,7 +16,17 @@ def apply(
     op: Operation, image, *, border="nearest", cval=0.0, engine="numpy", workers=None, out=None,
     channel_axis=AUTO, **engine_options,
 ):
-    """Apply an :class:`~pixelmill.ops.Operation` with the named engine (validated here)."""
+    """Apply an :class:`~pixelmill.ops.Operation` with the named engine (validated here).
+
+    An image that is not in memory (see :func:`_streamed`) is streamed band by band."""
+    memory_limit = v.check_memory_limit(engine_options.pop("memory_limit", None))
+    journal = engine_options.pop("journal", None)  # resumable streams (see engines.stream_apply)
+    if _streamed(image, channel_axis):
+        border, cval = v.check_border(border), v.check_cval(cval)
+        sink = v.check_sink(out, image.shape, op.out_dtype(np.dtype(image.dtype)))
+        with make_engine(engine, workers, **engine_options) as eng:
+            return stream_apply(op, image, sink, engine=eng, border=border, cval=cval, memory_limit=memory_limit,
+                                journal=journal)
     shape = np.shape(image)
     planes, restore = v.check_planes(image, channel_axis)
     border = v.check_border(border)
@@ -41,16 +52,29 @@ def apply(
     return out
 
 
+def _streamed(image, channel_axis) -> bool:
+    """True for an image that is not in memory and is computed band by band from it (the one
+    place the array API decides so): an array-like with ``shape``, ``dtype`` and slicing that is
+    not a NumPy array (a zarr array, tifffile's ``aszarr`` opened with zarr, an h5py dataset),
+    or a NumPy memmap, laid out H x W or H x W x C (channels last)."""
+    return is_array_like(image) and v.check_streamed(image, channel_axis)
+
+
 def _apply_filter(op, image, policy, out, **options):
     """A filter's float result (float64 for float64 and wide integer images, else float32),
     or with ``policy`` the image dtype (see :func:`~pixelmill.ops.fuse_policy`)."""
     if policy is not None:
         v.check_policy(policy)
-    arr = np.asarray(image)
-    dtype = arr.dtype.newbyteorder("=")  # validated by apply(); the result is native
+    arr = image if _streamed(image, options.get("channel_axis", AUTO)) else np.asarray(image)
+    dtype = np.dtype(arr.dtype).newbyteorder("=")  # validated by apply(); the result is native
     op, after = fuse_policy(op, policy, dtype)
     if after is None:
         return apply(op, arr, out=out, **options)
+    if arr is image and not isinstance(image, np.ndarray):
+        raise InvalidParameterError(
+            f"policy={policy!r} needs the whole result's range, which a streamed image is not held for; "
+            f"use 'clip', 'abs' or 'shift', or load the image with np.asarray"
+        )
     v.check_out(out, arr.shape, dtype)
     result = to_dtype(apply(op, arr, **options), dtype, policy=after)
     if out is None:
@@ -149,9 +173,21 @@ def convolve(
         fused with the filter, so no full-size float image is made. None (the default) or
         ``float32`` returns the float result.
     out : ndarray, optional
-        A preallocated C-contiguous result array of the result's shape and dtype.
+        A preallocated C-contiguous result array of the result's shape and dtype; for an
+        image that is not in memory, an array-like of that shape and dtype (a zarr array, a
+        NumPy memmap) written band by band.
     channel_axis : int or None, optional
         As for :func:`invert`: channels are filtered independently.
+
+    Notes
+    -----
+    An image that is not in memory -- an array-like with ``shape``, ``dtype`` and slicing that
+    is not a NumPy array (a zarr array, tifffile's ``aszarr`` store opened with zarr), or a
+    NumPy memmap -- is streamed: each band of output rows reads its rows plus the halo from
+    it, computed by the engine's kernels, bit for bit the in-memory result. The result goes
+    into ``out``; without ``out`` it is returned as a NumPy array if it fits half of
+    ``memory_limit`` (bytes or a size such as ``"1GB"``, an engine option; a quarter of the
+    machine's memory by default), else :class:`~pixelmill.errors.ImageTooLargeError` asks for ``out``.
 
     Returns
     -------

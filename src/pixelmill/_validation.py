@@ -194,3 +194,65 @@ def check_quality(quality) -> int:
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
         raise InvalidParameterError(f"quality must be an integer from 1 to 100, got {quality!r}")
     return int(quality)
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
+
+
+def check_memory_limit(value) -> int | None:
+    """A memory budget in bytes from an int or a string such as ``"1GB"``, ``"512MiB"`` or
+    ``"2.5 GB"`` (decimal units, and the binary ``KiB``/``MiB``/``GiB``); None: the default."""
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip().upper().replace(" ", "")
+        number = text.rstrip("KMGTIB")
+        unit = text[len(number):]
+        try:
+            amount = float(number)
+        except ValueError:
+            amount = -1.0
+        if unit in _SIZE_UNITS and math.isfinite(amount) and amount > 0:
+            return int(amount * _SIZE_UNITS[unit])
+    raise InvalidParameterError(
+        f"memory_limit (--memory-limit) must be a positive number of bytes or a size such as '1GB' "
+        f"or '512MiB', got {value!r}"
+    )
+
+
+def check_streamed(image, channel_axis) -> bool:
+    """True when ``image`` (an array-like not in memory: zarr, memmap, ...) can be streamed as it
+    is: H x W, or H x W x C with the channels last, of a supported dtype in native byte order.
+    False for a NumPy memmap that cannot (it is computed in memory); an error for the others."""
+    shape = tuple(int(n) for n in image.shape)
+    dtype = np.dtype(image.dtype)
+    last = len(shape) == 3 and (
+        channel_axis in (-1, 2) or (channel_axis is AUTO and shape[-1] <= MAX_AUTO_CHANNELS)
+    )
+    plain = len(shape) == 2 and (channel_axis is AUTO or channel_axis is None)
+    if (last or plain) and dtype in SUPPORTED_DTYPES:
+        return True
+    if isinstance(image, np.memmap):
+        return False
+    raise InvalidImageError(
+        f"an image that is not in memory ({type(image).__name__} of shape {shape!r}, dtype {dtype.str!r}) is "
+        "streamed as H x W or H x W x C with the channels last, of a supported dtype in native byte order; "
+        "give it so, or load it with np.asarray"
+    )
+
+
+def check_sink(out, shape, dtype):
+    """An array-like result (zarr array, memmap) of the result's shape and dtype, or None."""
+    if out is None:
+        return None
+    if not (hasattr(out, "__setitem__") and hasattr(out, "shape") and hasattr(out, "dtype")):
+        raise InvalidParameterError(f"out must be an array-like with shape, dtype and item assignment, got {type(out).__name__}")
+    if tuple(out.shape) != tuple(shape) or np.dtype(out.dtype) != np.dtype(dtype):
+        raise InvalidParameterError(
+            f"out must have shape {tuple(shape)!r} and dtype {np.dtype(dtype).name}, "
+            f"got shape {tuple(out.shape)!r} and dtype {np.dtype(out.dtype).name}"
+        )
+    return out

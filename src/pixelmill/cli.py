@@ -74,12 +74,15 @@ def main():
               help="Address of a running Dask distributed scheduler (runs on the cluster with engine dask).")
 @click.option("--scheduler-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
               help="Seconds to wait for --scheduler to answer.")
+@click.option("--memory-limit", default=None, metavar="SIZE",
+              help="Memory a streamed image may use, all workers together, e.g. 1GB [default: a quarter of RAM]; "
+                   "tiled TIFFs larger than a tenth of it are streamed tile row by tile row.")
 @click.option("--wait", is_flag=True, help="If another run is writing into OUTDIR, wait for it instead of failing.")
 @click.option("--sheet", is_flag=True, help="Also write OUTDIR/contact-sheet.png.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality, overwrite, max_pixels,
-        tile_size, scheduler, scheduler_timeout, wait, sheet, quiet, as_json):
+        tile_size, scheduler, scheduler_timeout, memory_limit, wait, sheet, quiet, as_json):
     """Apply OPs to every image under INPUTS, writing into OUTDIR with a manifest.json."""
     from ._opspec import parse_op
     from ._progress import make_progress
@@ -101,6 +104,7 @@ def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality
             tile_shape=_tile_shape(tile_size),
             scheduler=scheduler,
             scheduler_timeout=scheduler_timeout,
+            memory_limit=memory_limit,
         )
         with make_progress("pixelmill run", quiet=quiet or as_json) as progress:
             result = run_batch(list(inputs), outdir, settings, progress=progress, notify=progress.note, wait=wait)

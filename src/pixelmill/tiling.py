@@ -30,6 +30,11 @@ __all__ = [
     "pad_dtype",
     "bank_layout",
     "window",
+    "window_indices",
+    "index_runs",
+    "stream_bands",
+    "aligned_rows",
+    "fill_columns",
 ]
 
 #: SciPy's border-mode names, in the order the docs list them.
@@ -45,7 +50,11 @@ def border_indices(n: int, before: int, after: int, mode: str) -> np.ndarray:
     ``reflect`` repeats the edge sample (d c b a | a b c d | d c b a), ``mirror`` does not
     (d c b | a b c d | c b a), ``nearest`` replicates the edge, ``wrap`` is periodic.
     """
-    i = np.arange(-before, n + after, dtype=np.int64)
+    return _source_of(np.arange(-before, n + after, dtype=np.int64), n, mode)
+
+
+def _source_of(i: np.ndarray, n: int, mode: str) -> np.ndarray:
+    """The border rule on positions ``i`` (any integers) of an axis of length ``n``."""
     if mode == "nearest":
         return np.clip(i, 0, n - 1)
     if mode == "wrap":
@@ -106,17 +115,31 @@ def pad(image: np.ndarray, halo: Halo, border: str, cval: float = 0.0, dtype=Non
         out[:, left + w :] = cval
         return out
     rows = border_indices(h, top, bottom, border)
-    cols = border_indices(w, left, right, border) + left  # columns of `out`
     if top:
         out[:top, left : left + w] = image[rows[:top]]
     if bottom:
         out[top + h :, left : left + w] = image[rows[top + h :]]
     # Full height, so the corners take the row rule then the column rule.
+    fill_columns(out, left, right, border, cval)
+    return out
+
+
+def fill_columns(out: np.ndarray, left: int, right: int, border: str, cval: float = 0.0) -> None:
+    """Fill the ``left`` and ``right`` margin columns of ``out`` (rows already in place in the
+    columns between) by the border rule of its inner ``W`` columns, in place: the column part
+    of :func:`pad`, for a band of rows that a stream gathered itself."""
+    w = out.shape[1] - left - right
+    if not (left or right):
+        return
+    if border == "constant":
+        out[:, :left] = cval
+        out[:, left + w :] = cval
+        return
+    cols = border_indices(w, left, right, border) + left  # columns of `out`
     if left:
         out[:, :left] = out[:, cols[:left]]
     if right:
         out[:, left + w :] = out[:, cols[left + w :]]
-    return out
 
 
 @dataclass(frozen=True)
@@ -308,7 +331,8 @@ def edge_maps(src: np.ndarray, channels: int, border, kh: int = 1, in_place_stri
     cols = border_indices(w, left, right, mode)
     # Per sample: column index * channels + channel, or -1 (constant) for every channel.
     by_sample = np.where(cols[:, None] >= 0, cols[:, None] * channels + np.arange(channels), -1).ravel()
-    cval = src.dtype.type(cval)
+    # cval is read by the constant border only (another border's may not fit the dtype).
+    cval = src.dtype.type(cval if mode == "constant" else 0)
     const_row = np.full(n if mode == "constant" else 0, cval, dtype=src.dtype)
     lpad, rpad = left * channels, right * channels
     left_map = by_sample[: 2 * lpad + rpad]
@@ -336,3 +360,56 @@ def redirect_overwritten(src, rows, kh, n_strips):
     rows = rows.copy()
     rows[moved] = -2 - np.arange(len(moved))
     return rows, saved
+
+
+# -- streamed images: windows read from storage, band by band ------------------------------------
+
+
+def window_indices(n: int, start: int, stop: int, before: int, after: int, mode: str) -> np.ndarray:
+    """Source index of each padded position an output range ``[start, stop)`` of an axis of
+    length ``n`` reads: positions ``start - before .. stop + after - 1``, mapped by the border
+    rule of the *whole* axis (``-1``: ``cval``). The same values as
+    ``border_indices(n, before, after, mode)[start : stop + before + after]``, without the
+    whole axis: a streamed window of ``wrap`` or ``reflect`` reads its far-away rows through it.
+
+    >>> window_indices(6, 0, 2, 2, 1, "wrap").tolist()
+    [4, 5, 0, 1, 2]
+    >>> window_indices(6, 4, 6, 1, 2, "reflect").tolist()
+    [3, 4, 5, 5, 4]
+    """
+    return _source_of(np.arange(start - before, stop + after, dtype=np.int64), n, mode)
+
+
+def index_runs(indices: np.ndarray) -> list[tuple[int, int]]:
+    """The distinct source indices (``>= 0``) of ``indices`` as ascending contiguous runs
+    ``[a, b)``: the bands of rows a window read fetches from storage (a wrapped window's first
+    rows are a run at the far end of the image, read on their own).
+
+    >>> index_runs(np.array([4, 5, 0, 1, 2, -1]))
+    [(0, 3), (4, 6)]
+    """
+    valid = np.unique(indices[indices >= 0])
+    if not len(valid):
+        return []
+    breaks = np.flatnonzero(np.diff(valid) != 1) + 1
+    starts = np.concatenate(([0], breaks))
+    stops = np.concatenate((breaks, [len(valid)]))
+    return [(int(valid[a]), int(valid[b - 1]) + 1) for a, b in zip(starts, stops)]
+
+
+def stream_bands(h: int, rows: int, first: int = 0) -> list[tuple[int, int]]:
+    """Output row bands ``[r0, r1)`` of ``rows`` rows each (the last may be shorter) over an
+    ``h``-row image, from band number ``first`` on (a resumed run).
+
+    >>> stream_bands(10, 4)
+    [(0, 4), (4, 8), (8, 10)]
+    """
+    rows = max(1, int(rows))
+    return [(r, min(r + rows, h)) for r in range(first * rows, h, rows)]
+
+
+def aligned_rows(target: int, chunk: int, h: int) -> int:
+    """``target`` rows rounded down to a multiple of ``chunk`` (at least one chunk, at most the
+    image): bands that start and end on a chunk boundary never share a chunk of the output."""
+    chunk = max(1, int(chunk))
+    return max(chunk, min(int(target), h) // chunk * chunk)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .._version import __version__
 from ..io import DEFAULT_MAX_PIXELS, SUPPORTED_FORMATS
-from .._validation import check_border, check_cval, check_policy, check_quality
+from .._validation import check_border, check_cval, check_memory_limit, check_policy, check_quality
 from ..engines import check_engine
 from ..errors import InvalidParameterError
 from ..ops import Filter, Operation
@@ -32,6 +32,12 @@ class RunSettings:
     scheduler: str | None = None
     #: Seconds to wait for ``scheduler`` to answer as a dask scheduler.
     scheduler_timeout: float = 10.0
+    #: Bytes (or a size such as "1GB") a streamed image may hold, all its workers together;
+    #: None: a quarter of the machine's memory. Images above a tenth of it are streamed.
+    memory_limit: int | str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "memory_limit", check_memory_limit(self.memory_limit))
 
     def fingerprint(self, op: Operation) -> str:
         """What, besides the input, determines ``op``'s output bytes."""

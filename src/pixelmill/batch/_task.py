@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engines import make_engine
+from ..engines import default_memory_limit, iter_bands, make_engine
 from ..errors import InvalidImageError, PixelmillError
 from ..io import EXTENSION_FORMATS, check_writable, premultiply, read_image, unpremultiply, write_image
+from ..io import open_tiff_source, write_tiff_tiles
 from ..io import collecting_warnings as collecting
 from ..ops import Invert, Operation, fuse_policy, to_dtype
 from ._manifest import record as _record
@@ -60,6 +61,9 @@ def _run_task(task: Task) -> list[dict]:
     s = task.settings
     records = []
     t0 = time.perf_counter()
+    streamed = _run_streamed(task)
+    if streamed is not None:
+        return streamed
     try:
         image = read_image(task.input, max_pixels=s.max_pixels)
         suffix = Path(task.input).suffix.lower()
@@ -109,6 +113,80 @@ def _run_task(task: Task) -> list[dict]:
             rec = _record(task.input, step, "failed", _one_line(exc), timings=timings)
         records.append(rec)
     return records
+
+
+#: A TIFF whose pixels, times this many bytes each (what the in-memory path holds: the image,
+#: its result, float work arrays), exceed the memory limit is streamed instead.
+IN_MEMORY_BYTES_PER_SAMPLE = 10
+
+
+def _run_streamed(task: Task) -> list[dict] | None:
+    """A large TIFF (tiled, or strips read in bands) read window by window and written tile row
+    by tile row, within the memory limit: records for each step, or None when the input is not
+    one (it then goes the in-memory way). Never raises."""
+    s = task.settings
+    if Path(task.input).suffix.lower() not in (".tif", ".tiff") or s.format not in (None, "TIFF"):
+        return None
+    if any(Path(st.output).suffix.lower() not in (".tif", ".tiff") for st in task.steps):
+        return None
+    limit = s.memory_limit or default_memory_limit()
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(task.input) as tif:
+            page = tif.pages.first
+            samples = int(page.imagelength) * int(page.imagewidth) * int(page.samplesperpixel)
+            alpha = bool(page.extrasamples)
+    except Exception:
+        return None  # not for tifffile: the in-memory path says why
+    if samples * IN_MEMORY_BYTES_PER_SAMPLE <= limit:
+        return None
+    records = []
+    try:
+        if alpha:
+            raise InvalidImageError(
+                f"{task.input!r} has an alpha channel, which the streamed path does not carry through yet; "
+                f"it needs about {samples * IN_MEMORY_BYTES_PER_SAMPLE / 1e9:.1f} GB in memory (raise --memory-limit)"
+            )
+        source = open_tiff_source(task.input)
+    except Exception as exc:
+        return [_record(task.input, st, "failed", _one_line(exc)) for st in task.steps]
+    with source:
+        arr = source.array
+        dtype = np.dtype(arr.dtype)
+        name = task.inner_engine if task.inner_engine != "auto" else ("numba" if _has_numba() else "numpy")
+        for step in task.steps:
+            t0 = time.perf_counter()
+            try:
+                keep_float = dtype.kind == "f" and s.policy is None
+                op, after = fuse_policy(step.op, None if keep_float else s.policy or step.op.default_policy, dtype)
+                if after is not None or (keep_float and op.out_dtype(dtype) != dtype):
+                    raise InvalidImageError(
+                        f"policy {after or 'float32'!r} needs the whole result, which a streamed image is not "
+                        "held for; use clip, abs or shift"
+                    )
+                engine = _inner_engine(name, task.inner_workers, s)
+                bands = iter_bands(op, arr, engine=engine, border=s.border, cval=s.cval, memory_limit=limit)
+                write_tiff_tiles(step.output, bands, arr.shape, op.out_dtype(dtype), source.kwargs, source.tile,
+                                 durable=False)
+                took = round(time.perf_counter() - t0, 6)
+                rec = _record(task.input, step, "done", None, timings={"decode": 0.0, "compute": took, "encode": 0.0},
+                              pixels=int(arr.shape[0] * arr.shape[1]))
+                rec["size"] = os.stat(step.output).st_size
+                rec["format"] = "TIFF"
+                rec["streamed"] = True
+            except Exception as exc:
+                rec = _record(task.input, step, "failed", _one_line(exc))
+            records.append(rec)
+    return records
+
+
+def _has_numba() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 #: Within-image engines, kept for the life of the process: a pool starts once per batch (or

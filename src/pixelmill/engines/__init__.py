@@ -11,6 +11,7 @@ from ._base import Engine, usable_cores
 from ._calibration import Calibration, Candidate, calibrate
 from ._calibration import cache_path as calibration_path
 from ._calibration import load as load_calibration
+from ._stream import default_memory_limit, is_array_like, is_complete, iter_bands, plan_stream, stream_apply
 from ._registry import ENGINES, EngineSpec, available_engines, check_engine, get_engine_class, make_engine
 
 __all__ = [
@@ -27,4 +28,10 @@ __all__ = [
     "calibrate",
     "calibration_path",
     "load_calibration",
+    "stream_apply",
+    "iter_bands",
+    "plan_stream",
+    "is_array_like",
+    "default_memory_limit",
+    "is_complete",
 ]

@@ -47,6 +47,9 @@ class Engine:
     flavour: ClassVar[str] = "numpy"
     #: True when the engine runs work in parallel (workers matter).
     parallel: ClassVar[bool] = False
+    #: True when a streamed image runs as one task per band through :meth:`map` (each task reads
+    #: its own window and writes its band: a cluster's workers share the storage, not memory).
+    streams_by_task: ClassVar[bool] = False
 
     def __init__(self, workers: int | None = None, tile_shape: tuple[int, int] | None = None):
         self.workers = usable_cores() if workers is None else int(workers)

@@ -144,6 +144,7 @@ class DaskEngine(Engine):
     name = "dask"
     flavour = "numpy"
     parallel = True
+    streams_by_task = True
 
     def __init__(
         self,

@@ -79,6 +79,9 @@ __all__ = [
     "formats_table",
     "DEFAULT_MAX_PIXELS",
     "atomic_write",
+    "open_tiff_source",
+    "write_tiff_tiles",
+    "TiffSource",
 ]
 
 
@@ -89,4 +92,8 @@ def __getattr__(name):
         from . import _api
 
         return getattr(_api, name)
+    if name in ("open_tiff_source", "write_tiff_tiles", "TiffSource"):  # streamed TIFFs (tifffile, zarr)
+        from . import _tifffile
+
+        return getattr(_tifffile, name)
     raise AttributeError(f"module 'pixelmill.io' has no attribute {name!r}")

@@ -273,3 +273,132 @@ def _tifffile_pages_encoder(pages: list, info: dict):
                 tw.write(data, **kwargs)
 
     return encode
+
+
+# -- TIFFs larger than memory: a lazily decoded source, a sink written tile row by tile row -------
+
+
+#: Tile of a streamed TIFF written from a strip-based source (tifffile streams tiles only).
+STREAM_TILE = (256, 256)
+#: Above this many bytes of pixels a streamed TIFF is written as BigTIFF (classic TIFF offsets
+#: are 32-bit; the margin leaves room for the tile tables and tags).
+BIGTIFF_BYTES = (1 << 32) - (1 << 28)
+
+
+@dataclass
+class TiffSource:
+    """The first page of a TIFF as a zarr array decoded chunk by chunk (tifffile's ``aszarr``:
+    tiles, or bands of strips), and what a streamed output keeps of it. Close it when done."""
+
+    array: object
+    tile: tuple[int, int] | None
+    kwargs: dict
+    _tif: object
+
+    def close(self) -> None:
+        self._tif.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _zarr():
+    try:
+        import zarr
+    except ImportError:
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            "streaming a TIFF or zarr image larger than memory needs zarr: pip install 'pixelmill[huge]'"
+        ) from None
+    return zarr
+
+
+def open_tiff_source(path) -> TiffSource:
+    """A TIFF's first page for streaming (:class:`TiffSource`); the writer arguments that keep
+    its tiling, compression, predictor, photometric, extra samples, resolution, ICC profile
+    and description (an OME-TIFF's OME-XML) are in ``kwargs``."""
+    import tifffile
+
+    zarr = _zarr()
+    tif = tifffile.TiffFile(path)
+    try:
+        page = tif.pages.first
+        if int(page.planarconfig) == 2 and int(page.samplesperpixel) > 1:
+            raise UnsupportedImageError(f"TIFF file {str(path)!r} is planar (one plane per sample); "
+                                        "streaming reads interleaved (contig) samples")
+        if _orientation((page.tags.get(274).value if page.tags.get(274) else 1)) != 1:
+            raise UnsupportedImageError(f"TIFF file {str(path)!r} has an EXIF orientation; streaming keeps "
+                                        "stored pixels and cannot rotate them")
+        array = zarr.open_array(page.aszarr(), mode="r")
+        tile = (int(page.tilelength), int(page.tilewidth)) if page.is_tiled else None
+        extras = tuple(int(e) for e in (page.extrasamples or ()))
+        kwargs: dict = {
+            "photometric": page.photometric,
+            "compression": page.compression if int(page.compression) != 1 else None,
+            "metadata": None,
+            "software": False,
+        }
+        if int(page.predictor) != 1:
+            kwargs["predictor"] = page.predictor
+        if int(page.samplesperpixel) > 1:
+            kwargs["planarconfig"] = "contig"
+        if extras:
+            kwargs["extrasamples"] = extras
+        if page.description:
+            kwargs["description"] = page.description  # an OME-TIFF's OME-XML, kept as it is
+        for code, name in ((34675, "iccprofile"),):
+            tag = page.tags.get(code)
+            if tag is not None:
+                kwargs[name] = bytes(tag.value)
+        xres, yres, unit = (page.tags.get(c) for c in (282, 283, 296))
+        if xres is not None and yres is not None:
+            kwargs["resolution"] = (xres.value, yres.value)
+            if unit is not None:
+                kwargs["resolutionunit"] = unit.value
+        return TiffSource(array, tile, kwargs, tif)
+    except BaseException:
+        tif.close()
+        raise
+
+
+def tiff_tiles(bands, shape, tile):
+    """The tiles of a tiled TIFF in file order, from ``bands`` (``(r0, r1, rows)`` in order): rows
+    are buffered up to one tile row, so bands need not follow the tiles."""
+    h, w = shape[:2]
+    th, tw = tile
+    pending: list[np.ndarray] = []
+    held = 0
+    for _, r1, rows in bands:
+        pending.append(rows)
+        held += len(rows)
+        while held >= th or (r1 == h and held):
+            block = np.concatenate(pending) if len(pending) > 1 else pending[0]
+            row, rest = block[:th], block[th:]
+            pending, held = ([rest] if len(rest) else []), len(rest)
+            for c0 in range(0, w, tw):
+                yield row[:, c0 : c0 + tw]  # tifffile zero-pads the incomplete edge tiles
+
+
+def write_tiff_tiles(path, bands, shape, dtype, kwargs: dict, tile=None, *, durable: bool = True) -> None:
+    """A tiled (Big)TIFF of ``shape`` / ``dtype`` written tile row by tile row from ``bands``
+    into a temporary file renamed onto ``path`` when it is complete (:func:`atomic_write`)."""
+    import tifffile
+
+    from .._files import atomic_write
+
+    tile = tuple(tile or STREAM_TILE)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    options = dict(kwargs, tile=tile, bigtiff=nbytes > BIGTIFF_BYTES, shape=tuple(shape), dtype=np.dtype(dtype))
+    if np.dtype(dtype).kind == "f" and options.get("predictor") is not None and int(options["predictor"]) == 2:
+        options["predictor"] = 3  # a float result of an integer image: the float predictor
+    if np.dtype(dtype).kind != "f" and options.get("predictor") is not None and int(options["predictor"]) == 3:
+        options["predictor"] = 2
+
+    def encode(fh):
+        tifffile.imwrite(fh, tiff_tiles(bands, shape, tile), **options)
+
+    atomic_write(path, encode, durable=durable)
