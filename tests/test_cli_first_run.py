@@ -157,6 +157,13 @@ def test_info_on_a_folder_describes_every_image(library):
     assert paths == ["a.png", os.path.join("nested", "b.png"), os.path.join("thumbs", "c.png")]
 
 
+def test_info_on_a_folder_without_images_says_so(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("x")
+    res = run_cli("info", tmp_path / "d")
+    assert res.exit_code == 1 and "no image files under" in res.output
+
+
 # -- chains, inline kernels ----------------------------------------------------------------------
 
 

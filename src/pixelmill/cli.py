@@ -248,7 +248,11 @@ def info(images, as_json):
     paths = []
     for path in images:
         if os.path.isdir(path):
-            paths += [str(p) for p, _ in discover([path])[0]]
+            found = [str(p) for p, _ in discover([path])[0]]
+            if not found:
+                click.echo(f"pixelmill: error: no image files under {path!r}", err=True)
+                status = 1
+            paths += found
         else:
             paths.append(path)
     several = len(paths) > 1 or any(os.path.isdir(p) for p in images)
