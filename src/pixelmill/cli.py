@@ -373,13 +373,14 @@ def _int_list(ctx, param, values):
 @click.option("--library", type=click.Path(exists=True, file_okay=False, path_type=str), default=None,
               help="Folder of images [default: the sample library, generated once into ~/.cache/pixelmill].")
 @click.option("--sizes", multiple=True, callback=_int_list, metavar="N,N,...",
-              help="invert-scaling sample sizes in images [default: 10,50,100,200; quick 1,2,4,8,12].")
+              help="invert-scaling sample sizes in images [default: 10,50,100,200; quick 1,4,12].")
 @click.option("--workers", multiple=True, callback=_int_list, metavar="N,N,...",
               help="convolve-speedup worker counts; the largest is used elsewhere [default: 1..usable cores].")
 @click.option("--repeat", "repeats", type=click.IntRange(min=1), default=None,
               help="Timed runs per measurement, after one warm-up [default: 5; quick 3]; runs "
                    "shorter than 0.1 s repeat more, until 0.5 s (at most ten times as many).")
-@click.option("--quick", is_flag=True, help="Small sizes: every suite in about two minutes on two cores.")
+@click.option("--quick", is_flag=True, help="Small sizes, fewer engines: every suite in about 95 s of CPU (3-4 minutes "
+              "on a loaded 2-core machine); only indicative.")
 @click.option("--engine", "engines", multiple=True, help="Only these pixelmill engines (repeatable) [default: all available].")
 @click.option("--gaussian-size", type=click.IntRange(min=1), default=5, show_default=True, help="Gaussian kernel size (odd).")
 @click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Gaussian sigma.")
@@ -428,6 +429,14 @@ def bench(suites, outdir, library, sizes, workers, repeats, quick, engines, gaus
             click.echo(f"- {sentence}")
     click.echo(f"{len(run.records)} records in {run.seconds:.0f} s"
                + (f"; {len(errors)} errors" if errors else "") + (f"; {len(mismatches)} mismatches" if mismatches else ""))
+    targets = run.document.get("targets", [])
+    counts = {k: sum(1 for t in targets if t["status"] == k) for k in ("pass", "miss", "not measured")}
+    click.echo(f"targets: {counts['pass']} of {len(targets)} pass, {counts['miss']} miss, "
+               f"{counts['not measured']} not measured")
+    if quick:
+        from .bench import QUICK_CAVEAT
+
+        click.echo(QUICK_CAVEAT)
     click.echo(f"report: {run.files['report']}")
     sys.exit(1 if errors or mismatches else 0)
 
