@@ -281,6 +281,18 @@ def test_the_eta_does_not_count_the_first_image():
     assert "ETA after the next image" in lines[0] and lines[-1].endswith("ETA 0 s")
 
 
+def test_the_bar_starts_with_the_images():
+    from pixelmill._progress import RichProgress
+
+    with RichProgress("run") as progress:
+        progress.note("calibrating")
+        progress(0, 3, 0.0)  # the images start: the bar (and its clock) begins here
+        start = progress.start
+        progress(1, 3, 1.0)
+        progress(3, 3, 3.0)
+        assert progress.progress.tasks[0].completed == 3 and progress.start == start
+
+
 def test_the_summary_gives_the_whole_time_and_the_one_time_part(library, tmp_path):
     from pixelmill.cli import _one_time_text
 
