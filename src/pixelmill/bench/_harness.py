@@ -75,7 +75,8 @@ class BenchOptions:
     Parameters
     ----------
     quick : bool
-        Small sizes so that every suite runs in about two minutes on two cores.
+        Small sizes and fewer engines (not processes, joblib, dask, nor numba before its kernels
+        are compiled on this machine): indicative figures in about 95 s of CPU.
     library : str or path, optional
         A folder of images; by default a sample library generated once into the cache
         (``$PIXELMILL_CACHE`` or ``~/.cache/pixelmill``).
