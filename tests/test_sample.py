@@ -15,7 +15,7 @@ from PIL import Image
 
 from pixelmill import InvalidParameterError
 from pixelmill.tools import sample
-from pixelmill.tools.sample import FLOWER_LIBRARY, sample_sizes, source_photos, write_sample_library
+from pixelmill.tools.sample import PHOTO_LIBRARY, sample_sizes, source_photos, write_sample_library
 
 SMALL = dict(count=6, max_pixels=40_000)
 
@@ -27,23 +27,23 @@ def digests(paths):
 # --- sizes ----------------------------------------------------------------------------------
 
 
-def test_flower_profile_min_max_median():
-    sizes = sample_sizes(FLOWER_LIBRARY["count"])
+def test_photo_profile_min_max_median():
+    sizes = sample_sizes(PHOTO_LIBRARY["count"])
     pixels = np.array([w * h for w, h in sizes])
     assert len(sizes) == 733
-    assert pixels.min() >= FLOWER_LIBRARY["min_pixels"]
-    assert pixels.max() <= FLOWER_LIBRARY["max_pixels"]
+    assert pixels.min() >= PHOTO_LIBRARY["min_pixels"]
+    assert pixels.max() <= PHOTO_LIBRARY["max_pixels"]
     # "close to" the bounds: within 1 % (they are in fact put on the bounds)
-    assert pixels.min() <= FLOWER_LIBRARY["min_pixels"] * 1.01
-    assert pixels.max() >= FLOWER_LIBRARY["max_pixels"] * 0.99
-    assert float(np.median(pixels)) == pytest.approx(FLOWER_LIBRARY["median_pixels"], rel=0.03)
+    assert pixels.min() <= PHOTO_LIBRARY["min_pixels"] * 1.01
+    assert pixels.max() >= PHOTO_LIBRARY["max_pixels"] * 0.99
+    assert float(np.median(pixels)) == pytest.approx(PHOTO_LIBRARY["median_pixels"], rel=0.03)
 
 
 @pytest.mark.parametrize("seed", [1, 7, 12345])
 def test_profile_holds_for_other_seeds(seed):
     pixels = np.array([w * h for w, h in sample_sizes(733, seed=seed)])
-    assert FLOWER_LIBRARY["min_pixels"] <= pixels.min() and pixels.max() <= FLOWER_LIBRARY["max_pixels"]
-    assert float(np.median(pixels)) == pytest.approx(FLOWER_LIBRARY["median_pixels"], rel=0.03)
+    assert PHOTO_LIBRARY["min_pixels"] <= pixels.min() and pixels.max() <= PHOTO_LIBRARY["max_pixels"]
+    assert float(np.median(pixels)) == pytest.approx(PHOTO_LIBRARY["median_pixels"], rel=0.03)
 
 
 def test_sizes_are_log_normal_like_and_photo_shaped():
@@ -118,7 +118,7 @@ def test_sources_are_bundled_real_photographs():
 
 def test_files_are_rgb_jpegs_of_the_requested_sizes(tmp_path):
     paths = write_sample_library(tmp_path, count=9, seed=2, max_pixels=60_000)
-    assert [p.name for p in paths] == [f"flower_{i:04d}.jpg" for i in range(1, 10)]
+    assert [p.name for p in paths] == [f"photo_{i:04d}.jpg" for i in range(1, 10)]
     assert sorted(tmp_path.iterdir()) == sorted(paths)  # no temp files left behind
     for path, size in zip(paths, sample_sizes(9, seed=2, max_pixels=60_000)):
         with Image.open(path) as im:

@@ -50,11 +50,23 @@ def main():
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("inputs", nargs=-1, required=False, type=click.Path(path_type=str))
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(path_type=str),
               help="Output folder (mirrors the input tree); must not be inside an input folder.")
 @click.option("--op", "ops", multiple=True, required=True, metavar="OP",
-              help="invert, sobel, a kernel name, gaussian[:size=9,sigma=2], kernel:PATH[,normalize]. Repeat for a filter bank.")
+              help="invert, sobel, a kernel name, gaussian[:size=9,sigma=2], kernel:PATH[,normalize], "
+                   "kernel:\"1 2 1; 2 4 2; 1 2 1\"[,normalize]; a chain, one output: \"gaussian | invert\". "
+                   "Repeat for a filter bank (one output folder per op).")
+@click.option("--include", "include", multiple=True, metavar="GLOB",
+              help="Only files (in the input folders) whose path relative to the folder matches GLOB "
+                   "(fnmatch: '*.jpg', '2023/*'). Repeatable.")
+@click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
+              help="Leave out files and folders whose relative path matches GLOB ('thumbs', '*/cache/*'). Repeatable.")
+@click.option("--files-from", "files_from", default=None, metavar="LIST",
+              help="Also read the paths in LIST, one a line ('-': stdin); relative ones are relative to LIST's "
+                   "folder (stdin: the current folder); blank lines and '#' comments are skipped.")
+@click.option("--dry-run", is_flag=True,
+              help="Say what would be done, skipped and refused, and write nothing (not even OUTDIR).")
 @click.option("--engine", default="auto", show_default=True,
               help="Engine name (see `pixelmill engines`); auto picks per image from this machine's calibration.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers [default: usable cores].")
@@ -81,17 +93,20 @@ def main():
 @click.option("--sheet", is_flag=True, help="Also write OUTDIR/contact-sheet.png.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
-def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality, overwrite, max_pixels,
-        tile_size, scheduler, scheduler_timeout, memory_limit, wait, sheet, quiet, as_json):
+def run(inputs, outdir, ops, include, exclude, files_from, dry_run, engine, workers, border, cval, policy, fmt,
+        quality, overwrite, max_pixels, tile_size, scheduler, scheduler_timeout, memory_limit, wait, sheet, quiet,
+        as_json):
     """Apply OPs to every image under INPUTS, writing into OUTDIR with a manifest.json."""
-    from ._opspec import parse_op
+    from ._opspec import parse_ops
     from ._progress import make_progress
     from .batch import RunSettings, run_batch
     from .io import DEFAULT_MAX_PIXELS
 
+    if not inputs and files_from is None:
+        _fail("no input given: name files or folders, or give --files-from LIST")
     try:
         settings = RunSettings(
-            ops=tuple(parse_op(op) for op in ops),
+            ops=parse_ops(ops),
             engine=engine,
             workers=workers,
             border=border,
@@ -106,8 +121,9 @@ def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality
             scheduler_timeout=scheduler_timeout,
             memory_limit=memory_limit,
         )
-        with make_progress("pixelmill run", quiet=quiet or as_json) as progress:
-            result = run_batch(list(inputs), outdir, settings, progress=progress, notify=progress.note, wait=wait)
+        with make_progress("pixelmill run", quiet=quiet or as_json or dry_run) as progress:
+            result = run_batch(list(inputs), outdir, settings, progress=progress, notify=progress.note, wait=wait,
+                               include=include, exclude=exclude, files_from=files_from, dry_run=dry_run)
     except PixelmillError as exc:
         _fail(str(exc))
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: 128 + the signal, as shells expect
@@ -115,9 +131,13 @@ def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality
     except OSError as exc:  # not a usage error, but never a traceback
         click.echo(f"pixelmill: error: {exc}", err=True)
         sys.exit(1)
+    if dry_run:
+        _print_dry_run(result, as_json)
+        sys.exit(0)
     summary = result.summary
     # Library warnings are kept per image in the manifest, never printed: here only counted.
     summary["images_with_warnings"] = len({item["input"] for item in result.items if item.get("warnings")})
+    summary["failures"] = result.failures
     if sheet:
         from .tools import write_contact_sheet
 
@@ -134,6 +154,7 @@ def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality
             f" (ignored {summary['ignored_non_images']} non-image files"
             + (f"; {warned} with library warnings, listed in the manifest" if warned else "")
             + f") in {summary['seconds']:.1f} s"
+            + _one_time_text(result.one_time)
             + (f", {summary['megapixels_per_second']:.1f} MP/s" if summary["megapixels_per_second"] else "")
         )
         if not result.manifest_error:
@@ -145,6 +166,32 @@ def run(inputs, outdir, ops, engine, workers, border, cval, policy, fmt, quality
     if result.manifest_error:
         click.echo(f"pixelmill: error: {result.manifest_error}", err=True)
     sys.exit(result.exit_code)
+
+
+def _one_time_text(one_time: dict) -> str:
+    """`` (of which 3.1 s one-time: calibration 2.0 s, numba kernels 1.1 s)``, or nothing."""
+    if not one_time or sum(one_time.values()) < 0.05:
+        return ""
+    parts = ", ".join(f"{what} {seconds:.1f} s" for what, seconds in one_time.items())
+    return f" (of which {sum(one_time.values()):.1f} s one-time: {parts})"
+
+
+def _print_dry_run(result, as_json: bool) -> None:
+    counts = {status: result.count(status) for status in ("would-do", "skip", "refuse")}
+    if as_json:
+        click.echo(json.dumps({
+            "dry_run": True, **{k.replace("-", "_"): v for k, v in counts.items()},
+            "ignored_non_images": result.ignored, "duplicate_inputs": result.duplicates,
+            "excluded": result.excluded,
+            "items": [{"input": i["input"], "op": i["op"], "output": i["output"], "status": i["status"],
+                       "reason": i["error"]} for i in result.items],
+        }, indent=1))
+        return
+    for item in result.items:
+        why = f": {item['error']}" if item["error"] else ""
+        click.echo(f"{item['status']}: {item['input']} [{item['op']}] -> {item['output']}{why}")
+    click.echo(f"dry run: would do {counts['would-do']}, skip {counts['skip']}, refuse {counts['refuse']}"
+               f" (ignored {result.ignored} non-image files); nothing was written")
 
 
 def _interrupted(exc: KeyboardInterrupt) -> "NoReturn":  # noqa: F821
@@ -194,17 +241,32 @@ def kernels_cmd(name):
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(images, as_json):
-    """Format, size, mode, bit depth and orientation of IMAGES."""
+    """Format, size, mode, bit depth and orientation of IMAGES (a folder: every image under it,
+    as `run` walks it)."""
+    import os
+
+    from .batch import discover
     from .io import describe
 
     status = 0
     described = []
+    paths = []
     for path in images:
+        if os.path.isdir(path):
+            found = [str(p) for p, _ in discover([path])[0]]
+            if not found:
+                click.echo(f"pixelmill: error: no image files under {path!r}", err=True)
+                status = 1
+            paths += found
+        else:
+            paths.append(path)
+    several = len(paths) > 1 or any(os.path.isdir(p) for p in images)
+    for path in paths:
         try:
             described.append(describe(path))
         except PixelmillError as exc:
             click.echo(f"pixelmill: error: {exc}", err=True)
-            status = 1 if len(images) > 1 else 2
+            status = 1 if several else 2
     if as_json:
         click.echo(json.dumps(described, indent=1, default=str))
     else:
@@ -248,7 +310,7 @@ def calibrate(refresh, quiet):
     from ._text import md_table
 
     notify = None if quiet else (lambda line: click.echo(line, err=True))
-    cal = measure(notify=notify) if refresh else load_calibration(notify=notify)
+    cal = measure(notify=notify) if refresh else load_calibration(notify=notify, full=True)
     click.echo(f"calibration: {calibration_path()} (measured in {cal.seconds:.1f} s, {cal.created})")
     click.echo(md_table(["work", "megapixels", "fastest", "its ms", "numpy ms"], cal.table()))
 
@@ -316,13 +378,14 @@ def _int_list(ctx, param, values):
 @click.option("--library", type=click.Path(exists=True, file_okay=False, path_type=str), default=None,
               help="Folder of images [default: the sample library, generated once into ~/.cache/pixelmill].")
 @click.option("--sizes", multiple=True, callback=_int_list, metavar="N,N,...",
-              help="invert-scaling sample sizes in images [default: 10,50,100,200; quick 1,2,4,8,12].")
+              help="invert-scaling sample sizes in images [default: 10,50,100,200; quick 1,4,12].")
 @click.option("--workers", multiple=True, callback=_int_list, metavar="N,N,...",
               help="convolve-speedup worker counts; the largest is used elsewhere [default: 1..usable cores].")
 @click.option("--repeat", "repeats", type=click.IntRange(min=1), default=None,
               help="Timed runs per measurement, after one warm-up [default: 5; quick 3]; runs "
                    "shorter than 0.1 s repeat more, until 0.5 s (at most ten times as many).")
-@click.option("--quick", is_flag=True, help="Small sizes: every suite in about two minutes on two cores.")
+@click.option("--quick", is_flag=True, help="Small sizes, fewer engines: every suite in about 95 s of CPU (3-4 minutes "
+              "on a loaded 2-core machine); only indicative.")
 @click.option("--engine", "engines", multiple=True, help="Only these pixelmill engines (repeatable) [default: all available].")
 @click.option("--gaussian-size", type=click.IntRange(min=1), default=5, show_default=True, help="Gaussian kernel size (odd).")
 @click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Gaussian sigma.")
@@ -371,6 +434,14 @@ def bench(suites, outdir, library, sizes, workers, repeats, quick, engines, gaus
             click.echo(f"- {sentence}")
     click.echo(f"{len(run.records)} records in {run.seconds:.0f} s"
                + (f"; {len(errors)} errors" if errors else "") + (f"; {len(mismatches)} mismatches" if mismatches else ""))
+    targets = run.document.get("targets", [])
+    counts = {k: sum(1 for t in targets if t["status"] == k) for k in ("pass", "miss", "not measured")}
+    click.echo(f"targets: {counts['pass']} of {len(targets)} pass, {counts['miss']} miss, "
+               f"{counts['not measured']} not measured")
+    if quick:
+        from .bench import QUICK_CAVEAT
+
+        click.echo(QUICK_CAVEAT)
     click.echo(f"report: {run.files['report']}")
     sys.exit(1 if errors or mismatches else 0)
 

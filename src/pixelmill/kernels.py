@@ -21,6 +21,7 @@ True
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -443,7 +444,17 @@ def from_file(path, *, normalize: bool = False) -> Kernel:
     path = Path(path)
     name = path.stem
     if not path.is_file():
-        raise InvalidKernelError(f"kernel file {str(path)!r} does not exist")
+        if path.is_dir():
+            what = "is a folder, not a kernel file"
+        elif os.path.lexists(path) and not path.exists():
+            what = "is a dangling symbolic link"
+        elif os.path.lexists(path):
+            what = "is not a regular file (a device or a pipe)"
+        else:
+            what = "does not exist"
+        raise InvalidKernelError(f"kernel file {str(path)!r} {what}; give a .txt, .csv or .npy file")
+    if path.stat().st_size == 0:
+        raise InvalidKernelError(f"kernel file {str(path)!r} is empty; it should hold the weights")
     suffix = path.suffix.lower()
     if suffix == ".npy":
         _check_npy_header(path)

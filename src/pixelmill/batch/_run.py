@@ -18,18 +18,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engines import make_engine
-from ..errors import BatchInterrupted, UnsafeOutputError
+from ..engines import load_calibration, make_engine
+from ..engines._calibration import calibration_seconds
+from ..errors import BatchInterrupted, InvalidParameterError, UnsafeOutputError
 from .._files import durable_in_background, make_durable, remove_stale_temporaries
 from ._lock import outdir_lock
 from ._manifest import (
     JOURNAL_NAME, MANIFEST_NAME, earlier_outputs, input_signature, is_up_to_date, load_journal, open_journal,
     output_key, record, write_manifest,
 )
-from ._schedule import plan_run
+from ._schedule import plan_run, work_classes
 from ._settings import RunSettings
-from ._task import Step, Task, close_inner_engines, engine_options, run_task
-from ._walk import RealPaths, check_outdir, discover, escapes_outdir, output_path, prepare_outdir
+from ._task import Step, Task, close_inner_engines, engine_options, prepare_kernels, run_task
+from ._walk import RealPaths, check_outdir, escapes_outdir, output_path, prepare_outdir, select
 
 __all__ = ["BatchResult", "run_batch", "one_malloc_arena"]
 
@@ -50,6 +51,14 @@ class BatchResult:
     stopped: str | None = None
     #: Why ``manifest.json`` could not be written (one line), or None.
     manifest_error: str | None = None
+    #: Seconds of one-time work inside ``seconds`` (measuring the calibration, preparing
+    #: numba's kernels), by what it was: not per-image work.
+    one_time: dict = field(default_factory=dict)
+    #: Files reached more than once (processed once); files left out by include/exclude.
+    duplicates: int = 0
+    excluded: int = 0
+    #: True for a dry run: the items say what would be done, nothing was written.
+    dry_run: bool = False
 
     def count(self, status: str) -> int:
         return sum(1 for item in self.items if item["status"] == status)
@@ -66,19 +75,35 @@ class BatchResult:
             "ignored_non_images": self.ignored,
             "ignored_journal_lines": self.journal_ignored,
             "earlier_outputs": len(self.earlier),
+            "duplicate_inputs": self.duplicates,
+            "excluded": self.excluded,
             "stopped": self.stopped,
             "seconds": round(self.seconds, 3),
+            "one_time_seconds": {k: round(v, 3) for k, v in self.one_time.items()},
             "megapixels_done": round(pixels / 1e6, 3),
-            "megapixels_per_second": round(pixels / 1e6 / self.seconds, 3) if self.seconds > 0 else None,
+            # Per-image speed: one-time work (calibration, compiling) is not the images'.
+            "megapixels_per_second": round(pixels / 1e6 / self.image_seconds, 3) if self.image_seconds > 0 else None,
             "manifest": str(self.outdir / MANIFEST_NAME),
         }
+
+    @property
+    def image_seconds(self) -> float:
+        """``seconds`` without the one-time work."""
+        return max(0.0, self.seconds - sum(self.one_time.values()))
+
+    @property
+    def failures(self) -> list[dict]:
+        """The failed items, ``{"input", "op", "output", "reason"}`` each, in order."""
+        return [{"input": i["input"], "op": i["op"], "output": i["output"], "reason": i["error"]}
+                for i in self.items if i["status"] == "failed"]
 
     @property
     def exit_code(self) -> int:
         return 1 if self.count("failed") or self.count("not_done") or self.manifest_error else 0
 
 
-def run_batch(inputs, outdir, settings: RunSettings, *, progress=None, notify=None, wait: bool = False) -> BatchResult:
+def run_batch(inputs, outdir, settings: RunSettings, *, progress=None, notify=None, wait: bool = False,
+              include=(), exclude=(), files_from=None, dry_run: bool = False) -> BatchResult:
     """Run ``settings.ops`` over every image under ``inputs`` into ``outdir``.
 
     Parameters
@@ -95,6 +120,11 @@ def run_batch(inputs, outdir, settings: RunSettings, *, progress=None, notify=No
         when a request is lowered (workers capped to what the machine holds).
     wait : bool
         When another run holds ``outdir``, wait for it instead of raising.
+    include, exclude, files_from
+        Which files to take (see :func:`~._walk.select`).
+    dry_run : bool
+        Decide every item and write nothing (not ``outdir``, its journal nor its lock): the
+        items' status is ``would-do``, ``skip`` (up to date) or ``refuse`` (with the reason).
 
     Returns
     -------
@@ -122,17 +152,33 @@ def run_batch(inputs, outdir, settings: RunSettings, *, progress=None, notify=No
     With glibc, the first batch limits the process to one malloc arena
     (:func:`one_malloc_arena`), so photos freed on one worker thread are reused on the others.
     """
+    started = time.perf_counter()  # the whole run's time: walking and one-time work included
     s = settings
     s.check()
 
     outdir = Path(outdir)
     check_outdir(outdir, inputs)
-    files, ignored = discover(inputs)
-    _check_no_input_overwritten(files, outdir, s)  # before OUTDIR (maybe an input's folder) is touched
+    selection = select(inputs, include=include, exclude=exclude, files_from=files_from)
+    _check_float32_has_a_tiff(selection, s)
+    _check_no_input_overwritten(selection.files, outdir, s)  # before OUTDIR (maybe an input's folder) is touched
+    if dry_run:
+        return _dry_run(selection, outdir, s, started)
     prepare_outdir(outdir)
     with outdir_lock(outdir, wait=wait), _sigterm_as_interrupt():
         remove_stale_temporaries(outdir)
-        return _run_locked(files, ignored, outdir, s, progress, notify)
+        return _run_locked(selection, outdir, s, progress, notify, started)
+
+
+def _check_float32_has_a_tiff(selection, s: RunSettings) -> None:
+    """``--policy float32`` without ``--format``: each TIFF input keeps float results, any
+    other input fails as an item; when no input at all is a TIFF it is a usage error."""
+    if s.policy != "float32" or s.format is not None or not selection.files:
+        return
+    if all(s.float32_refusal(path) for path, _ in selection.files):
+        raise InvalidParameterError(
+            "policy 'float32' keeps float results, which only TIFF holds, and none of the inputs is a "
+            "TIFF: add --format tiff"
+        )
 
 
 def _check_no_input_overwritten(files, outdir: Path, s: RunSettings) -> None:
@@ -148,26 +194,28 @@ def _check_no_input_overwritten(files, outdir: Path, s: RunSettings) -> None:
                 )
 
 
-def _run_locked(files, ignored, outdir: Path, s: RunSettings, progress, notify) -> BatchResult:
+def _plan_items(selection, outdir: Path, s: RunSettings, previous, result: BatchResult, within=("numpy", 1)):
+    """Decide every (input, op) item: the failed and skipped ones go into ``result.items``;
+    returns the tasks to run and the outputs this run claims."""
     realpath = RealPaths()
     out_real = os.path.realpath(outdir)
     several = len(s.ops) > 1
-    journal = load_journal(outdir)
-    previous = {} if s.overwrite else journal
-
-    result = BatchResult(outdir=outdir, ignored=ignored, journal_ignored=journal.ignored)
     tasks: list[Task] = []
     claimed: dict[str, str] = {}
-    schedule, notes = plan_run(s, len(files), notify=notify)
-    result.schedule = schedule.to_json()
-    if notes:
-        result.schedule["notes"] = notes
-    for path, rel in files:
+    for path, rel, reason in selection.refused:
+        for op in s.ops:
+            out, rel_out = output_path(outdir, rel, op, several, s.format)
+            result.items.append(record(path, Step(op, str(out), "", rel_out), "failed", reason))
+    for path, rel in selection.files:
         signature = input_signature(path)
+        refusal = s.float32_refusal(path)
         steps = []
         for op in s.ops:
             out, rel_out = output_path(outdir, rel, op, several, s.format)
             step = Step(op, str(out), output_key(signature, s.fingerprint(op)), rel_out)
+            if refusal:
+                result.items.append(record(path, step, "failed", refusal))
+                continue
             if rel_out in claimed:
                 result.items.append(record(path, step, "failed",
                                             f"output {rel_out!r} is also the output of {claimed[rel_out]!r}"))
@@ -183,13 +231,56 @@ def _run_locked(files, ignored, outdir: Path, s: RunSettings, progress, notify) 
                 continue
             steps.append(step)
         if steps:
-            tasks.append(Task(str(path), tuple(steps), s, schedule.within, schedule.within_workers))
+            tasks.append(Task(str(path), tuple(steps), s, *within))
+    return tasks, claimed
+
+
+#: A dry run's name for each status a run would give.
+DRY_RUN_STATUS = {"failed": "refuse", "skipped": "skip", "done": "would-do"}
+
+
+def _dry_run(selection, outdir: Path, s: RunSettings, started: float) -> BatchResult:
+    journal = load_journal(outdir) if outdir.is_dir() else {}
+    previous = {} if s.overwrite else journal
+    result = BatchResult(outdir=outdir, ignored=selection.ignored, duplicates=selection.duplicates,
+                         excluded=selection.excluded, dry_run=True)
+    tasks, _ = _plan_items(selection, outdir, s, previous, result)
+    for item in result.items:
+        item["status"] = DRY_RUN_STATUS[item["status"]]
+    for task in tasks:
+        result.items.extend(record(task.input, st, "would-do", None) for st in task.steps)
+    result.items.sort(key=lambda r: r["input"])
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _run_locked(selection, outdir: Path, s: RunSettings, progress, notify, started: float) -> BatchResult:
+    journal = load_journal(outdir)
+    previous = {} if s.overwrite else journal
+    result = BatchResult(outdir=outdir, ignored=selection.ignored, journal_ignored=journal.ignored,
+                         duplicates=selection.duplicates, excluded=selection.excluded)
+    t0 = time.perf_counter()
+    measured = calibration_seconds()
+    schedule, notes = plan_run(s, len(selection.files), notify=notify)
+    result.schedule = schedule.to_json()
+    if notes:
+        result.schedule["notes"] = notes
+    tasks, claimed = _plan_items(selection, outdir, s, previous, result,
+                                 within=(schedule.within, schedule.within_workers))
+    if tasks and "auto" in (schedule.within, schedule.across):
+        # Once, before the images (auto would, in the first one), for the work this run needs.
+        load_calibration(notify=notify, classes=work_classes(s.ops))
+    if calibration_seconds() > measured:
+        result.one_time["calibration"] = time.perf_counter() - t0
 
     one_malloc_arena()
+    if tasks:
+        kernels_s = prepare_kernels(schedule, s, notify=notify)
+        if kernels_s is not None:
+            result.one_time["numba kernels"] = kernels_s
     options = engine_options(s)
     if "scheduler" in options:
         options["connect_timeout"] = s.scheduler_timeout
-    started = time.perf_counter()
     done_tasks, megapixels = 0, 0.0
     finished: set[str] = set()
     interrupted = None
@@ -200,6 +291,8 @@ def _run_locked(files, ignored, outdir: Path, s: RunSettings, progress, notify) 
             with open_journal(outdir) as journal_append, \
                     durable_in_background() as make_durable_soon, \
                     make_engine(schedule.across, schedule.across_workers, **options) as engine:
+                if progress and tasks:
+                    progress(0, len(tasks), 0.0)  # the images start: one-time work is behind
                 for records in engine.map(run_task, tasks):
                     done = [rec for rec in records if rec["status"] == "done"]
                     for rec in done:

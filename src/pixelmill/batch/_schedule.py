@@ -104,7 +104,9 @@ def plan_schedule(settings, n_images: int, *, notify=None) -> Schedule:
         # own workers.
         return Schedule("dask", workers, "numpy", 1)
     if s.engine == "auto":
-        return plan_batch(s.ops, n_images, workers, notify=notify)
+        from .._opspec import steps_of
+
+        return plan_batch([st for op in s.ops for st in steps_of(op)], n_images, workers, notify=notify)
     cls = get_engine_class(s.engine)
     if not cls.parallel or workers == 1 or not cls.maps_in_parallel():
         return Schedule("numpy", 1, s.engine, workers)
@@ -112,6 +114,14 @@ def plan_schedule(settings, n_images: int, *, notify=None) -> Schedule:
         serial_twin = "numba" if cls.flavour == "numba" else "numpy"
         return Schedule(s.engine, workers, serial_twin, 1)
     return Schedule("numpy", 1, s.engine, workers)
+
+
+def work_classes(ops) -> tuple[str, ...]:
+    """The calibrated kinds of work ``ops`` (chains: their steps) need."""
+    from .._opspec import steps_of
+    from ..engines._calibration import work_class
+
+    return tuple(sorted({work_class(step) for op in ops for step in steps_of(op)}))
 
 
 def start_pays_off(cal, ops, engine: str, n_images: int, workers: int) -> bool:
@@ -144,7 +154,7 @@ def plan_batch(ops, n_images: int, workers: int, *, notify=None) -> Schedule:
     the other and ``auto`` splits each one.
     """
     if workers > 1 and n_images >= 2 * workers:
-        cal = load_calibration(notify=notify)
+        cal = load_calibration(notify=notify, classes=work_classes(ops))
         probe = AutoEngine(workers=1, calibration=cal)
         # Photographs of a few megapixels: the size the per-image choice is made for.
         inner = probe.choose(list(ops), (2000, 3000)).engine

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .._version import __version__
-from ..io import DEFAULT_MAX_PIXELS, SUPPORTED_FORMATS
+from ..io import DEFAULT_MAX_PIXELS, EXTENSION_FORMATS, SUPPORTED_FORMATS
 from .._validation import check_border, check_cval, check_memory_limit, check_policy, check_quality
 from ..engines import check_engine
 from ..errors import InvalidParameterError
+from .._opspec import steps_of
 from ..ops import Filter, Operation
 
 __all__ = ["RunSettings"]
@@ -40,12 +42,12 @@ class RunSettings:
         object.__setattr__(self, "memory_limit", check_memory_limit(self.memory_limit))
 
     def fingerprint(self, op: Operation) -> str:
-        """What, besides the input, determines ``op``'s output bytes."""
-        weights = op.effective_kernel.weights.tobytes().hex() if isinstance(op, Filter) else ""
-        parts = [
-            __version__, type(op).__name__, op.label, weights, self.border, repr(self.cval),
-            str(self.policy), str(self.format), str(self.quality),
-        ]
+        """What, besides the input, determines ``op``'s output bytes (a chain: each step's)."""
+        parts = [__version__]
+        for step in steps_of(op):
+            weights = step.effective_kernel.weights.tobytes().hex() if isinstance(step, Filter) else ""
+            parts += [type(step).__name__, step.label, weights]
+        parts += [self.border, repr(self.cval), str(self.policy), str(self.format), str(self.quality)]
         return "|".join(parts)
 
     def check(self) -> None:
@@ -61,9 +63,12 @@ class RunSettings:
             raise InvalidParameterError(
                 f"format {self.format!r} is not known; use one of {', '.join(SUPPORTED_FORMATS)}"
             )
-        if self.policy == "float32" and self.format != "TIFF":
+        if self.policy == "float32" and self.format not in (None, "TIFF"):
+            # Without --format each output keeps its input's format: checked per item (a TIFF
+            # input is fine, any other fails with the reason), see float32_refusal.
             raise InvalidParameterError(
-                "policy 'float32' keeps float results, which only TIFF holds: add --format tiff"
+                f"policy 'float32' keeps float results, which only TIFF holds, not {self.format}: "
+                "use --format tiff"
             )
         check_quality(self.quality)
         check_engine(self.engine)
@@ -78,3 +83,14 @@ class RunSettings:
         labels = [op.label for op in self.ops]
         if len(set(labels)) != len(labels):
             raise InvalidParameterError(f"the same op is given twice: {labels!r}")
+
+    def float32_refusal(self, input_path) -> str | None:
+        """Why ``input_path``'s output cannot keep float32 results (it would not be a TIFF), or
+        None when it can or the policy is another."""
+        if self.policy != "float32" or self.format == "TIFF":
+            return None
+        fmt = EXTENSION_FORMATS.get(Path(input_path).suffix.lower())
+        if fmt == "TIFF":
+            return None
+        return (f"policy 'float32' keeps float results, which only TIFF holds, and this output would be "
+                f"{fmt or 'in the input format'}: add --format tiff")

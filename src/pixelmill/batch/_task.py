@@ -16,11 +16,12 @@ from ..errors import InvalidImageError, PixelmillError
 from ..io import EXTENSION_FORMATS, check_writable, premultiply, read_image, unpremultiply, write_image
 from ..io import open_tiff_source, write_tiff_tiles
 from ..io import collecting_warnings as collecting
+from .._opspec import Chain, steps_of
 from ..ops import Invert, Operation, fuse_policy, to_dtype
 from ._manifest import record as _record
 from ._settings import RunSettings
 
-__all__ = ["Step", "Task", "run_task", "close_inner_engines"]
+__all__ = ["Step", "Task", "run_task", "close_inner_engines", "prepare_kernels"]
 
 
 @dataclass(frozen=True)
@@ -224,20 +225,30 @@ def _apply_bank(engine, ops: list[Operation], image, s: RunSettings):
         straight = unpremultiply(color, image.alpha)
         color = straight.astype(color.dtype) if color.dtype.kind == "f" else to_dtype(straight, color.dtype)
     keep_float = color.dtype.kind == "f" and s.policy is None
-    planned = [fuse_policy(op, None if keep_float else s.policy or op.default_policy, color.dtype) for op in ops]
-    ops = [op for op, _ in planned]
-    if len(ops) == 1 and _can_overwrite(color, ops[0].out_dtype(color.dtype)):
+    # The filter bank at once; each chain's steps one after another (_run_chain).
+    chains = {i: op for i, op in enumerate(ops) if isinstance(op, Chain)}
+    singles = [op for op in ops if not isinstance(op, Chain)]
+    planned = [fuse_policy(op, None if keep_float else s.policy or op.default_policy, color.dtype) for op in singles]
+    fused = [op for op, _ in planned]
+    if not fused:
+        bank = []
+    elif len(ops) == 1 and _can_overwrite(color, fused[0].out_dtype(color.dtype)):
         # One op: write its result over the decoded pixels, which nothing else reads. The
         # image is then held once: engines write it band by band, or (numba) row by row.
-        results = [engine.run(ops[0], color, border=s.border, cval=s.cval, out=color)]
+        bank = [engine.run(fused[0], color, border=s.border, cval=s.cval, out=color)]
     else:
-        results = engine.run_many(ops, color, border=s.border, cval=s.cval)
+        bank = engine.run_many(fused, color, border=s.border, cval=s.cval)
+    converted = iter([(op, after, result) for op, (_, after), result in zip(fused, planned, bank)])
     outputs = []
-    for op, (_, after), result in zip(ops, planned, results):
-        if after is not None:
-            result = to_dtype(result, color.dtype, policy=after)
-        elif keep_float and result.dtype != color.dtype:
-            result = result.astype(color.dtype)  # float in, float out: never clipped unless asked
+    for i in range(len(ops)):
+        if i in chains:
+            op, result = chains[i], _run_chain(engine, chains[i], color, s, keep_float)
+        else:
+            op, after, result = next(converted)
+            if after is not None:
+                result = to_dtype(result, color.dtype, policy=after)
+            elif keep_float and result.dtype != color.dtype:
+                result = result.astype(color.dtype)  # float in, float out: never clipped unless asked
         if premultiplied:
             alpha = image.alpha if color.ndim == 2 else image.alpha[..., None]
             if isinstance(op, Invert) and color.dtype.kind in "uf":
@@ -250,6 +261,70 @@ def _apply_bank(engine, ops: list[Operation], image, s: RunSettings):
                 result = premultiply(result, image.alpha, color.dtype)
         outputs.append(image.with_color(result))
     return outputs
+
+
+def _run_chain(engine, chain: Chain, color: np.ndarray, s: RunSettings, keep_float: bool) -> np.ndarray:
+    """The chain's steps one after another, each result converted back to the image dtype with
+    that step's policy before the next reads it (what calling the library's functions in turn
+    does); float images stay float unless a policy is asked for, as a single op's."""
+    current = color
+    for step in chain.steps:
+        op, after = fuse_policy(step, None if keep_float else s.policy or step.default_policy, current.dtype)
+        result = engine.run(op, current, border=s.border, cval=s.cval)
+        if after is not None:
+            result = to_dtype(result, current.dtype, policy=after)
+        elif keep_float and result.dtype != current.dtype:
+            result = result.astype(current.dtype)
+        current = result
+    return current
+
+
+def prepare_kernels(schedule, s: RunSettings, *, notify=None) -> float | None:
+    """Load (or, the first time on a machine, compile) numba's kernels for this run's
+    operations before the first image, when the schedule may run numba, so that one-time work
+    is said and timed as such instead of hiding in the first image; the seconds it took, or
+    None when numba is not used."""
+    names = {schedule.across, schedule.within}
+    uses_numba = "numba" in names
+    if not uses_numba and "auto" in names:
+        from ..engines import load_calibration
+        from ..engines._auto import AutoEngine
+
+        from ._schedule import work_classes
+
+        probe = AutoEngine(workers=schedule.within_workers,
+                           calibration=load_calibration(classes=work_classes(s.ops)))
+        uses_numba = probe.choose([st for op in s.ops for st in steps_of(op)], (2000, 3000)).engine == "numba"
+    if not uses_numba:
+        return None
+    import sys
+
+    if notify:
+        cold = "pixelmill.ops._numba" not in sys.modules
+        notify("preparing numba's kernels for these operations (compiled once per machine and cached; "
+               "loading them takes a second or two)" if cold else "numba's kernels: checking they are ready")
+    t0 = time.perf_counter()
+    # What most photographs are: 8-bit RGB, and 8-bit grey.
+    with make_engine("numba", 1) as engine:
+        for shape in ((16, 16, 3), (16, 16)):
+            try:
+                _apply_bank(engine, list(s.ops), _Pixels(np.zeros(shape, np.uint8)), s)
+            except Exception:  # noqa: BLE001 - the images will say what is wrong, item by item
+                break
+    seconds = time.perf_counter() - t0
+    if notify:
+        notify(f"numba's kernels ready in {seconds:.1f} s")
+    return seconds
+
+
+class _Pixels:
+    """An opaque 8-bit image without alpha, for :func:`prepare_kernels`."""
+
+    def __init__(self, color):
+        self.color, self.alpha, self.info, self.has_alpha = color, None, {}, False
+
+    def with_color(self, result):
+        return result
 
 
 def _can_overwrite(pixels: np.ndarray, out_dtype) -> bool:

@@ -2,34 +2,131 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InvalidParameterError, UnsafeOutputError
-from ..io import FORMAT_SUFFIX, is_image_path
+from ..io import EXTENSION_FORMATS, FORMAT_SUFFIX, IMAGE_EXTENSIONS, is_image_path
 from ..ops import Operation
 
-__all__ = ["discover", "check_outdir", "prepare_outdir", "output_path", "escapes_outdir", "RealPaths"]
+__all__ = ["discover", "select", "Selection", "read_file_list", "check_outdir", "prepare_outdir", "output_path", "escapes_outdir", "RealPaths"]
 
 
 def discover(inputs) -> tuple[list[tuple[Path, Path]], int]:
     """``([(file, path relative to its input root)], number of non-image files ignored)``.
 
     Folders are walked recursively, following symlinks but never entering the same real
-    folder twice (so symlink loops end). Our own temporary files are ignored.
+    folder twice (so symlink loops end); a file reached twice (the same folder given twice, a
+    symlink to a file already found) is listed once. Our own temporary files are ignored.
+    See :func:`select` for patterns, lists of files and the files that cannot be processed
+    (counted here with the ignored ones).
     """
-    found: list[tuple[Path, Path]] = []
-    ignored = 0
-    for raw in inputs:
-        root = Path(raw)
-        if not root.exists():
-            raise InvalidParameterError(f"input {str(raw)!r} does not exist")
-        if root.is_file():
-            if is_image_path(root):
-                found.append((root, Path(root.name)))
-            else:
-                ignored += 1
-            continue
+    selection = select(inputs)
+    return selection.files, selection.ignored + len(selection.refused)
+
+
+@dataclass
+class Selection:
+    """What a batch reads: the files, each with its path relative to its input root (which
+    names its output), and what was left out."""
+
+    files: list[tuple[Path, Path]] = field(default_factory=list)
+    #: Non-image files met while walking a folder (not named by the user).
+    ignored: int = 0
+    #: Files the user named (an input, a line of ``--files-from``) that cannot be processed,
+    #: as ``(path, relative path, reason)``: a batch records each as a failed item.
+    refused: list[tuple[Path, Path, str]] = field(default_factory=list)
+    #: Files reached more than once (by real path), processed once.
+    duplicates: int = 0
+    #: Files and folders left out by ``exclude`` or not matched by ``include``.
+    excluded: int = 0
+
+
+def _matches(rel: str, patterns) -> bool:
+    return any(fnmatch.fnmatchcase(rel, p) for p in patterns)
+
+
+def read_file_list(source) -> tuple[list[str], Path]:
+    """The paths listed in ``source`` (a file, or ``"-"`` for stdin), one a line, and the
+    folder relative paths are relative to: the list file's folder, or the current folder for
+    stdin. Blank lines and lines starting with ``#`` are skipped; surrounding spaces are
+    kept out of the path only at the line's end (a name may start with a space)."""
+    import sys
+
+    if str(source) == "-":
+        text, base = sys.stdin.read(), Path.cwd()
+    else:
+        path = Path(source)
+        try:
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        except IsADirectoryError:
+            raise InvalidParameterError(f"--files-from {str(source)!r} is a folder; give a file with one path a line") from None
+        except OSError as exc:
+            raise InvalidParameterError(
+                f"--files-from {str(source)!r} cannot be read ({exc.strerror or exc})"
+            ) from None
+        base = path.parent
+    lines = [line.rstrip("\r\n").rstrip() for line in text.splitlines()]
+    return [line for line in lines if line.strip() and not line.lstrip().startswith("#")], base
+
+
+def select(inputs=(), *, include=(), exclude=(), files_from=None) -> Selection:
+    """The files a batch over ``inputs`` reads.
+
+    Parameters
+    ----------
+    inputs : list of path
+        Files and folders; folders are walked recursively (see :func:`discover`).
+    include, exclude : sequence of str
+        ``fnmatch`` patterns matched against a file's path relative to its input folder, in
+        ``/`` form (``*`` also matches ``/``: ``*.jpg`` matches ``2023/a.jpg``). A file found
+        in a folder is taken when it matches an ``include`` pattern (any file when there is
+        none) and no ``exclude`` pattern; a folder matching an ``exclude`` pattern is not
+        entered. Files named explicitly (an input, a line of ``files_from``) are always taken.
+    files_from : path or "-", optional
+        A list of further inputs, one path a line (:func:`read_file_list`). A listed path
+        that does not exist is refused (a failed item), not a usage error: a long list made
+        by another tool must not stop the batch for one stale line. Its output is named by
+        its path relative to the list's folder (by its name when it is outside).
+
+    Raises
+    ------
+    InvalidParameterError
+        An input on the command line that does not exist, or a list that cannot be read.
+    """
+    sel = Selection()
+    seen_files: set[str] = set()
+
+    def take(path: Path, rel: Path) -> None:
+        real = os.path.realpath(path)
+        if real in seen_files:
+            sel.duplicates += 1
+        else:
+            seen_files.add(real)
+            sel.files.append((path, rel))
+
+    def named(path: Path, rel: Path, listed: bool) -> None:
+        if not os.path.lexists(path):
+            if not listed:
+                raise InvalidParameterError(f"input {str(path)!r} does not exist")
+            sel.refused.append((path, rel, f"{str(path)!r} (listed in --files-from) does not exist"))
+        elif path.is_dir():
+            walk(path)
+        elif not path.is_file():
+            sel.refused.append((path, rel, f"{str(path)!r} is not a regular file (a device, a pipe or a "
+                                           "dangling link); give an image file"))
+        elif not is_image_path(path):
+            if os.path.realpath(path) not in seen_files:
+                seen_files.add(os.path.realpath(path))
+                sel.refused.append((path, rel, f"{str(path)!r} is not an image file: extension "
+                                               f"{path.suffix or '(none)'!r} is none of "
+                                               f"{', '.join(sorted(IMAGE_EXTENSIONS))}"))
+        else:
+            take(path, rel)
+
+    def walk(root: Path) -> None:
         seen: set[tuple[int, int]] = set()
         for folder, dirnames, filenames in os.walk(root, followlinks=True):
             st = os.stat(folder)
@@ -37,18 +134,37 @@ def discover(inputs) -> tuple[list[tuple[Path, Path]], int]:
                 dirnames[:] = []
                 continue
             seen.add((st.st_dev, st.st_ino))
+            if exclude:
+                kept = [d for d in dirnames if not _matches((Path(folder, d).relative_to(root)).as_posix(), exclude)]
+                sel.excluded += len(dirnames) - len(kept)
+                dirnames[:] = kept
             dirnames.sort()
             for name in sorted(filenames):
                 path = Path(folder) / name
                 if name.startswith(".") and name.endswith(".tmp"):
                     continue
-                if is_image_path(path) and path.is_file():
-                    found.append((path, path.relative_to(root)))
-                else:
-                    ignored += 1
-    return found, ignored
+                if not (is_image_path(path) and path.is_file()):
+                    sel.ignored += 1
+                    continue
+                rel = path.relative_to(root)
+                if (include and not _matches(rel.as_posix(), include)) or _matches(rel.as_posix(), exclude):
+                    sel.excluded += 1
+                    continue
+                take(path, rel)
 
-
+    for raw in inputs:
+        root = Path(raw)
+        named(root, Path(root.name), listed=False)
+    if files_from is not None:
+        listed, base = read_file_list(files_from)
+        base_abs = os.path.abspath(base)
+        for line in listed:
+            path = Path(line) if Path(line).is_absolute() else base / line
+            rel = Path(os.path.relpath(os.path.abspath(path), base_abs))
+            if not rel.parts or rel.parts[0] in (os.curdir, os.pardir):
+                rel = Path(path.name)
+            named(path, rel, listed=True)
+    return sel
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -122,7 +238,9 @@ def escapes_outdir(out: Path, out_real: str, realpath: "RealPaths") -> str | Non
 def output_path(outdir: Path, rel: Path, op: Operation, several: bool, fmt: str | None) -> tuple[Path, str]:
     """``(output path, the same relative to outdir, in / form)``."""
     rel = Path(*[p for p in rel.parts if p not in ("", ".", "..")])
-    if fmt:
+    if fmt and EXTENSION_FORMATS.get(rel.suffix.lower()) != fmt:
+        # A new format gets its own extension; the same format keeps the input's spelling
+        # (``.tiff`` stays ``.tiff``, ``.JPG`` stays ``.JPG``).
         rel = rel.with_suffix(FORMAT_SUFFIX[fmt])
     if several:
         rel = op.label / rel

@@ -75,7 +75,8 @@ class BenchOptions:
     Parameters
     ----------
     quick : bool
-        Small sizes so that every suite runs in about two minutes on two cores.
+        Small sizes and fewer engines (not processes, joblib, dask, nor numba before its kernels
+        are compiled on this machine): indicative figures in about 95 s of CPU.
     library : str or path, optional
         A folder of images; by default a sample library generated once into the cache
         (``$PIXELMILL_CACHE`` or ``~/.cache/pixelmill``).
@@ -139,7 +140,7 @@ class BenchOptions:
         workers = tuple(sorted(set(workers)))
         if workers[0] != 1:
             workers = (1,) + workers  # speedup is measured against the one-worker run
-        sizes = tuple(self.sizes) if self.sizes else ((1, 2, 4, 8, 12) if q else (10, 50, 100, 200))
+        sizes = tuple(self.sizes) if self.sizes else ((1, 4, 12) if q else (10, 50, 100, 200))
         if any((not isinstance(s, int)) or s < 1 for s in sizes):
             raise InvalidParameterError(f"sizes must be positive numbers of images, got {sizes!r}")
         sizes = tuple(sorted(set(sizes)))
@@ -151,6 +152,16 @@ class BenchOptions:
                     f"engines {unknown!r} are not available; available: {', '.join(engines)}"
                 )
             engines = [e for e in engines if e in self.engines]
+        elif q:
+            # A quick run leaves out the engines slowest to start (a process pool, a loky pool,
+            # a dask scheduler: seconds per measurement in a fresh process) that lose on small work
+            # anyway, and numba until its kernels are compiled on this machine (the first time,
+            # compiling them took most of a quick run); --engine names them, and the full run
+            # times them all.
+            from .._cache import numba_kernels_cached
+
+            left_out = QUICK_LEAVES_OUT + (() if numba_kernels_cached() else ("numba",))
+            engines = [e for e in engines if e not in left_out]
         if self.gaussian_size < 1 or self.gaussian_size % 2 == 0:
             raise InvalidParameterError(f"gaussian size must be a positive odd integer, got {self.gaussian_size!r}")
         if not self.sigma > 0:
@@ -177,7 +188,7 @@ class BenchOptions:
             "engines": engines,
             "isolate": self.isolate,
             "seed": self.seed,
-            "budget_s": self.budget_s if self.budget_s is not None else (8.0 if q else 60.0),
+            "budget_s": self.budget_s if self.budget_s is not None else (2.0 if q else 60.0),
             "usable_cores": cores,
         }
 
@@ -372,6 +383,9 @@ class Measurement:
     #: The most processes of the run alive at once (see :class:`MemoryProbe`).
     processes: int = 1
 
+
+#: Engines a quick run (``quick=True``) does not time unless they are named.
+QUICK_LEAVES_OUT = ("processes", "joblib", "dask")
 
 #: Timed runs of a fast measurement continue until they add up to this many seconds...
 MIN_TIMED_S = 0.5

@@ -64,7 +64,7 @@ def ensure_library(library: str | None, *, count: int, max_pixels: int | None, s
         progress(f"sample library: {folder} ({count} images; generated once, then reused)")
     paths = write_sample_library(folder, count=count, seed=seed, max_pixels=max_pixels)
     what = f"sample library ({count} photographs, seed {seed}"
-    what += f", at most {max_pixels / 1e6:g} MP each)" if max_pixels else ", 0.1-24 MP like the study's)"
+    what += f", at most {max_pixels / 1e6:g} MP each)" if max_pixels else ", 0.1-24 MP like a real photo collection's)"
     return paths, f"{what} in {folder}"
 
 

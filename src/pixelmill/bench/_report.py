@@ -15,7 +15,14 @@ from ._records import SCHEMA_VERSION, Record, load_results, write_csv, write_jso
 from ._suites import SUITES, compute_targets, suite_module
 from ._targets import targets_table
 
-__all__ = ["write_outputs", "rerender"]
+__all__ = ["write_outputs", "rerender", "QUICK_CAVEAT"]
+
+#: What a quick run's figures are worth, said with them (report.md and `pixelmill bench --quick`).
+QUICK_CAVEAT = ("a quick run (a 12-photo library of 1 MP, 1-2 MP images, 3 repeats) is only indicative: "
+                "pools and numba do not pay off on such small work, so several targets miss; it leaves out "
+                "processes, joblib and dask, and numba until its kernels are compiled on this machine (`pixelmill "
+                "calibrate` compiles them; --engine names an engine to time); the targets are judged on the "
+                "full run (`pixelmill bench -o DIR`), whose results the README gives")
 
 
 def _suite_names(header, records) -> list[str]:
@@ -90,6 +97,8 @@ def _write_report(path: Path, header, records, analyses, plots, targets, errors)
         f"Run on {header['timestamp']} with `{header.get('command') or 'pixelmill bench'}`; "
         f"{len(records)} records in {header.get('wall_seconds', 0):.0f} s."
     )
+    if opts.get("quick"):
+        out += ["", f"**Quick run**: {QUICK_CAVEAT}."]
     out += ["", "## Conclusions", ""]
     for name, a in analyses.items():
         for sentence in a.get("conclusions", []):

@@ -97,9 +97,11 @@ def run_bench(outdir, *, suites=None, options: BenchOptions | None = None, progr
         )
     if "auto" in opts["engines"]:
         # Measured afresh under this run's conditions; the suites' worker processes read it from the cache.
-        from ..engines import calibrate, calibration_path
+        from ..engines import calibrate, calibration_path, load_calibration
 
-        cal = calibrate(notify=progress)
+        # A quick run takes this machine's table as it is (measuring the quick one if there is
+        # none yet: seconds); the full calibration took most of a quick run's time.
+        cal = load_calibration(notify=progress) if opts.get("quick") else calibrate(notify=progress)
         header["calibration"] = {"path": str(calibration_path()), "seconds": round(cal.seconds, 2),
                                  "table": cal.table()}
     shutil.rmtree(workdir, ignore_errors=True)

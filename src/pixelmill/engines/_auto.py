@@ -18,7 +18,8 @@ POOL_PAYS_OFF_S = 5e-4
 class AutoEngine(Engine):
     """Delegates every call to the candidate the calibrated cost model predicts to be fastest.
 
-    The first use on a machine times the candidates (a few seconds to a minute, see
+    The first use on a machine times the candidates for the kind of work asked for (a quick
+    table, a few seconds; ``pixelmill calibrate`` measures the full one, see
     :mod:`._calibration`) and caches the table; later uses only read it. The engines it
     delegates to are kept for its life, so their pools start once.
 
@@ -56,6 +57,7 @@ class AutoEngine(Engine):
     def __init__(self, workers=None, tile_shape=None, *, calibration=None, notify=None):
         super().__init__(workers=workers, tile_shape=tile_shape)
         self._calibration = calibration
+        self._given = calibration is not None
         self._notify = notify
         self._engines: dict[tuple[str, int], Engine] = {}
         self._choices: dict = {}
@@ -63,9 +65,16 @@ class AutoEngine(Engine):
 
     @property
     def calibration(self) -> _cal.Calibration:
-        if self._calibration is None:
-            self._calibration = _cal.load(notify=self._notify)
-        return self._calibration
+        """The table it chooses by (this machine's, unless one was given)."""
+        return self._table(_cal.WORK_CLASSES)
+
+    def _table(self, classes) -> _cal.Calibration:
+        # A machine's table is loaded for the work asked for: a first call on a fresh machine
+        # then measures (quickly) only that kind of work.
+        cal = self._calibration
+        if cal is None or (not self._given and not set(classes) <= set(cal.times)):
+            cal = self._calibration = _cal.load(notify=self._notify, classes=tuple(sorted(set(classes))))
+        return cal
 
     def choose(self, ops, shape) -> _cal.Candidate:
         """The fastest candidate for running ``ops`` (one operation or a bank) on ``shape``."""
@@ -79,7 +88,7 @@ class AutoEngine(Engine):
         return self._choices[key]
 
     def _predict_best(self, classes, mp) -> _cal.Candidate:
-        cal = self.calibration
+        cal = self._table(classes)
         totals: dict = {}
         for cls in classes:
             for t, cand in cal.ranked(cls, mp, self.workers) if cls in cal.times else ():

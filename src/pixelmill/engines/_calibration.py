@@ -36,14 +36,19 @@ import numpy as np
 from .._cache import default_cache_dir
 from .._version import __version__
 
-__all__ = ["Candidate", "Calibration", "WORK_CLASSES", "SIZES_MP", "work_class", "load", "calibrate",
-           "cache_path"]
+__all__ = ["Candidate", "Calibration", "WORK_CLASSES", "SIZES_MP", "QUICK_SIZES_MP", "work_class", "load",
+           "calibrate", "cache_path", "calibration_seconds"]
 
 #: Kinds of work with different costs per pixel and per call.
 WORK_CLASSES = ("invert", "separable", "general", "sobel")
 #: Image sizes timed, in megapixels (RGB uint8, 3:2): from cache-sized to past any last-level
 #: cache, where memory-bound work changes pace (24 MP, a large photo, is 72 MB).
 SIZES_MP = (0.02, 0.25, 2.0, 8.0, 24.0)
+#: The sizes of a quick first table (:func:`calibrate` with ``quick=True``): a few seconds in all.
+QUICK_SIZES_MP = (0.02, 0.25, 2.0)
+#: Engines a quick table leaves out: numba's kernels must be compiled before they can be timed
+#: (tens of seconds on a fresh machine, the first time).
+QUICK_SKIPS = ("numba",)
 #: What :func:`calibrate` measures, in the cache file's key: a new version is measured again
 #: (2: the 24 MP size).
 CALIBRATION_VERSION = 2
@@ -181,14 +186,26 @@ def _sample_image(mp: float) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
 
 
-def _fastest_run(fn) -> float:
-    fn()  # warm-up: JIT loading, pool start-up, first-touch of the output
+def _fastest_run(fn, *, warm_up: bool = True) -> float:
+    """The fastest of :data:`MIN_RUNS` to :data:`MAX_RUNS` runs of ``fn`` within
+    :data:`RUN_BUDGET_S`, after a warm-up run (JIT loading, pool start-up, first touch of the
+    output). A run slower than the whole budget is timed once: three more of them would be
+    most of the calibration's time (a 24 MP general filter on NumPy takes seconds) and the
+    fastest of the rounds (:data:`ROUNDS`) still counts."""
+    if warm_up:
+        t0 = time.perf_counter()
+        fn()
+        slow = time.perf_counter() - t0 > 2 * RUN_BUDGET_S
+    else:
+        slow = False
     best, spent, runs = math.inf, 0.0, 0
     while runs < MIN_RUNS or (spent < RUN_BUDGET_S and runs < MAX_RUNS):
         t0 = time.perf_counter()
         fn()
         dt = time.perf_counter() - t0
         best, spent, runs = min(best, dt), spent + dt, runs + 1
+        if slow or dt > RUN_BUDGET_S:
+            break
     return best
 
 
@@ -204,6 +221,8 @@ class Calibration:
     seconds: float = 0.0
     created: str = ""
     startup_s: dict[str, float] = field(default_factory=dict)
+    #: A quick first table (see :func:`calibrate`), replaced by the full one when measured.
+    quick: bool = False
 
     def predict(self, cls: str, candidate: Candidate, mp: float) -> float:
         """Predicted seconds for ``candidate`` on an image of ``mp`` megapixels."""
@@ -231,13 +250,14 @@ class Calibration:
 
     def to_json(self) -> dict:
         return {"sizes_mp": self.sizes_mp, "times": self.times, "machine": self.machine, "seconds": self.seconds,
-                "created": self.created, "startup_s": self.startup_s}
+                "created": self.created, "startup_s": self.startup_s, "quick": self.quick}
 
     @classmethod
     def from_json(cls, data: dict) -> Calibration:
         return cls(sizes_mp=list(data["sizes_mp"]), times=data["times"], machine=data["machine"],
                    seconds=float(data.get("seconds", 0.0)), created=data.get("created", ""),
-                   startup_s={k: float(v) for k, v in data.get("startup_s", {}).items()})
+                   startup_s={k: float(v) for k, v in data.get("startup_s", {}).items()},
+                   quick=bool(data.get("quick", False)))
 
     def table(self) -> list[list[str]]:
         """Rows ``work class, size, fastest candidate, its time, numpy's time`` for people."""
@@ -250,7 +270,8 @@ class Calibration:
         return rows
 
 
-def calibrate(*, sizes_mp=SIZES_MP, classes=WORK_CLASSES, notify=None, save: bool = True) -> Calibration:
+def calibrate(*, sizes_mp=None, classes=WORK_CLASSES, notify=None, save: bool = True,
+              quick: bool = False, merge: Calibration | None = None) -> Calibration:
     """Time every candidate on every work class and size; save the result as this machine's.
 
     Parameters
@@ -263,10 +284,20 @@ def calibrate(*, sizes_mp=SIZES_MP, classes=WORK_CLASSES, notify=None, save: boo
         Called with one line of text per kind of work, for progress.
     save : bool
         Write the cache file (atomically).
+    quick : bool
+        A first table in a few seconds (:data:`QUICK_SIZES_MP`, one round, no numba: its
+        kernels would have to be compiled first, tens of seconds on a fresh machine); marked
+        ``quick``, it serves until ``pixelmill calibrate`` measures the full one.
+    merge : Calibration, optional
+        A quick table measured earlier at the same sizes: its other work classes are kept.
     """
     from ._registry import make_engine
 
+    global _MEASURING_S
     machine = _machine()
+    if sizes_mp is None:
+        sizes_mp = QUICK_SIZES_MP if quick else SIZES_MP
+    rounds = 1 if quick else ROUNDS
     sizes = sorted(float(s) for s in sizes_mp)
     images = [_sample_image(mp) for mp in sizes]
     ops = {cls: _sample_op(cls) for cls in classes}
@@ -277,7 +308,8 @@ def calibrate(*, sizes_mp=SIZES_MP, classes=WORK_CLASSES, notify=None, save: boo
         for cls, op in ops.items():
             if notify:
                 notify(f"calibrating engine 'auto': {cls} work")
-            rows = {c: [] for c in candidates(machine["cores"], machine["engines"])}
+            engines_here = [e for e in machine["engines"] if not quick or e not in QUICK_SKIPS]
+            rows = {c: [] for c in candidates(machine["cores"], engines_here)}
             for i, (mp, image) in enumerate(zip(sizes, images)):
                 best = min((r[-1] for r in rows.values() if r), default=math.inf)
                 timed = {}
@@ -290,23 +322,27 @@ def calibrate(*, sizes_mp=SIZES_MP, classes=WORK_CLASSES, notify=None, save: boo
                 # Rounds over all candidates in turn, keeping each one's fastest: a disturbance
                 # from elsewhere on the machine then spoils one round of one candidate, not the
                 # ranking.
-                for _ in range(ROUNDS):
+                for round_ in range(rounds):
                     for cand in timed:
                         if cand not in engines:
                             engines[cand] = make_engine(cand.engine, cand.workers)
                         engine = engines[cand]
                         engine.tile_shape = cand.tile_shape(image.shape, op.out_dtype(image.dtype).itemsize)
                         # A new output per run, as a caller gets: its page faults are part of the cost.
-                        timed[cand] = min(timed[cand], _fastest_run(lambda: engine.run(op, image)))
+                        timed[cand] = min(timed[cand], _fastest_run(lambda: engine.run(op, image),
+                                                                    warm_up=round_ == 0))
                 for cand, t in timed.items():
                     rows[cand].append(t)
             times[cls] = {c.key: row for c, row in rows.items()}
     finally:
         for engine in engines.values():
             engine.close()
-    startup = {"numba": numba_startup()} if "numba" in machine["engines"] else {}
+    startup = {"numba": numba_startup()} if "numba" in machine["engines"] and not quick else {}
+    if merge is not None and merge.quick and merge.sizes_mp == sizes:
+        times = {**merge.times, **times}
     result = Calibration(sizes_mp=sizes, times=times, machine=machine, seconds=time.perf_counter() - started,
-                         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), startup_s=startup)
+                         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), startup_s=startup, quick=quick)
+    _MEASURING_S += result.seconds
     if save:
         from .._files import atomic_write
 
@@ -345,13 +381,22 @@ def numba_startup(runs: int = 2) -> float:
     return max(0.0, times["numba"] - times["bare"])
 
 
-def load(*, notify=None, sizes_mp=SIZES_MP) -> Calibration:
-    """This machine's calibration: from the cache, or measured now (once, at ``sizes_mp``) and
-    cached. Processes that start at once measure it once: the first one holds a lock beside the
+def load(*, notify=None, sizes_mp=None, classes=WORK_CLASSES, full: bool = False) -> Calibration:
+    """This machine's calibration: from the cache, or measured now and cached.
+
+    A cached table that covers ``classes`` serves (a full one, or a quick one unless ``full``).
+    Otherwise what is missing is measured: by default a quick table (:func:`calibrate` with
+    ``quick=True``, a few seconds: numpy and threads, up to 2 MP) of the missing work classes,
+    added to the quick table already cached; with ``full`` (``pixelmill calibrate``), or when
+    ``sizes_mp`` is given, every candidate at ``sizes_mp`` (default :data:`SIZES_MP`).
+
+    Processes that start at once measure it once: the first one holds a lock beside the
     cache file while it measures, and the others wait for its table instead of timing the
     engines side by side (which would also spoil each other's measurements)."""
+    classes = tuple(classes)
+    quick = not full and sizes_mp is None
     path = cache_path()
-    cal = _cached(path) or _UNCACHED.get(path)
+    cal = _cached(path, classes, full) or _UNCACHED.get(path)
     if cal is not None:
         return cal
     from filelock import FileLock
@@ -364,29 +409,50 @@ def load(*, notify=None, sizes_mp=SIZES_MP) -> Calibration:
         # No writable cache (no writable HOME, a read-only install, a container user): measure
         # for this process only (once), never fail the run.
         _not_cached(path, exc, notify)
-        cal = _UNCACHED[path] = calibrate(notify=notify, sizes_mp=sizes_mp, save=False)
+        # Every kind of work at once: this table serves the whole process.
+        cal = _UNCACHED[path] = calibrate(notify=notify, sizes_mp=sizes_mp, save=False, quick=quick)
         return cal
     try:
-        cal = _cached(path)  # measured by another process while this one waited
+        cal = _cached(path, classes, full)  # measured by another process while this one waited
         if cal is not None:
             return cal
+        earlier = _cached(path, (), False)
+        if quick and earlier is not None and earlier.quick:
+            missing = tuple(c for c in classes if c not in earlier.times)
+        else:
+            earlier, missing = None, classes if quick else WORK_CLASSES
         if notify:
-            notify(f"engine 'auto': timing the engines on this machine once (cached in {path})")
-        return calibrate(notify=notify, sizes_mp=sizes_mp)
+            what = (f"a quick table for {', '.join(missing)} work in a few seconds (`pixelmill calibrate` "
+                    "measures every engine)" if quick else "every engine, once")
+            notify(f"engine 'auto': timing this machine: {what}; cached in {path}")
+        return calibrate(notify=notify, sizes_mp=sizes_mp, classes=missing, quick=quick, merge=earlier)
     finally:
         lock.release()
+
+
+def calibration_seconds() -> float:
+    """Seconds this process has spent measuring calibrations (one-time work, for reports)."""
+    return _MEASURING_S
+
+
+_MEASURING_S = 0.0
+
+
+def _covers(cal: Calibration, classes, full: bool) -> bool:
+    return set(cal.times) >= set(classes) and not (full and cal.quick)
 
 
 #: Calibrations measured in this process where no cache could be written, by cache path.
 _UNCACHED: dict[Path, Calibration] = {}
 
 
-def _cached(path: Path) -> Calibration | None:
-    """The calibration in ``path``, if it is complete; else None (missing, unreadable, or
-    from an older pixelmill)."""
+def _cached(path: Path, classes=WORK_CLASSES, full: bool = True) -> Calibration | None:
+    """The calibration in ``path``, if it covers ``classes`` (and is a full one, with
+    ``full``); else None (missing, unreadable, from an older pixelmill, or not enough)."""
     try:
         cal = Calibration.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    started = "numba" in cal.startup_s or "numba" not in cal.machine["engines"]
-    return cal if set(cal.times) >= set(WORK_CLASSES) and started else None
+    timed_numba = any(k.startswith("numba:") for rows in cal.times.values() for k in rows)
+    started = "numba" in cal.startup_s or not timed_numba
+    return cal if _covers(cal, classes, full) and started else None

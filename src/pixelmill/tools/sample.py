@@ -1,7 +1,7 @@
 """A deterministic library of photo-like JPEGs with a realistic spread of sizes.
 
 By default 733 images from 106,800 to 24,000,000 pixels (median 1,048,576), the size profile
-of a real photo collection (:data:`FLOWER_LIBRARY`). :func:`write_sample_library` builds it
+of a real photo collection (:data:`PHOTO_LIBRARY`). :func:`write_sample_library` builds it
 from the real photographs that come *inside* installed packages: scikit-image's bundled
 data (astronaut, coffee, chelsea, rocket, ...) and matplotlib's sample data (Grace Hopper).
 Nothing is downloaded.
@@ -13,12 +13,12 @@ files, byte for byte.
 
 Examples
 --------
->>> from pixelmill.tools.sample import FLOWER_LIBRARY, sample_sizes
->>> sizes = sample_sizes(FLOWER_LIBRARY["count"])
+>>> from pixelmill.tools.sample import PHOTO_LIBRARY, sample_sizes
+>>> sizes = sample_sizes(PHOTO_LIBRARY["count"])
 >>> pixels = sorted(w * h for w, h in sizes)
 >>> len(pixels), pixels[0], pixels[-1]
 (733, 106800, 24000000)
->>> abs(pixels[366] / FLOWER_LIBRARY["median_pixels"] - 1) < 0.01
+>>> abs(pixels[366] / PHOTO_LIBRARY["median_pixels"] - 1) < 0.01
 True
 """
 
@@ -35,7 +35,7 @@ from .._files import atomic_write
 from ..errors import InvalidParameterError, MissingDependencyError
 
 __all__ = [
-    "FLOWER_LIBRARY",
+    "PHOTO_LIBRARY",
     "ASPECT_RATIOS",
     "sample_sizes",
     "source_photos",
@@ -43,7 +43,9 @@ __all__ = [
 ]
 
 #: Size profile of the sample library: a real photo collection's count, bounds and median.
-FLOWER_LIBRARY = dict(count=733, min_pixels=106_800, max_pixels=24_000_000, median_pixels=1_048_576)
+PHOTO_LIBRARY = dict(count=733, min_pixels=106_800, max_pixels=24_000_000, median_pixels=1_048_576)
+#: The former name of :data:`PHOTO_LIBRARY` (the files never showed flowers), kept for old code.
+FLOWER_LIBRARY = PHOTO_LIBRARY
 
 #: (width : height, weight) of typical photographs, landscape and portrait.
 ASPECT_RATIOS = (
@@ -108,7 +110,7 @@ def _dimensions(pixels: int, aspect: tuple[int, int], lo: int, hi: int) -> tuple
 
 
 def sample_sizes(count: int, *, seed: int = 0, max_pixels: int | None = None) -> list[tuple[int, int]]:
-    """Image sizes that follow the sample library's size profile (:data:`FLOWER_LIBRARY`).
+    """Image sizes that follow the sample library's size profile (:data:`PHOTO_LIBRARY`).
 
     Pixel counts are log-normal (median 1,048,576, sigma 1 in log space) and drawn by
     jittered stratified sampling: stratum ``i`` of ``count`` contributes one draw, so the
@@ -148,7 +150,7 @@ def sample_sizes(count: int, *, seed: int = 0, max_pixels: int | None = None) ->
     """
     count = _check_int("count", count, minimum=0)
     seed = _check_int("seed", seed, minimum=0)
-    lo, hi = FLOWER_LIBRARY["min_pixels"], FLOWER_LIBRARY["max_pixels"]
+    lo, hi = PHOTO_LIBRARY["min_pixels"], PHOTO_LIBRARY["max_pixels"]
     if max_pixels is not None:
         hi = min(hi, _check_int("max_pixels", max_pixels, minimum=1))
         lo = min(lo, hi)
@@ -160,7 +162,7 @@ def sample_sizes(count: int, *, seed: int = 0, max_pixels: int | None = None) ->
     u = (np.arange(count) + rng.uniform(0.02, 0.98, count)) / count
     inv = NormalDist().inv_cdf
     z = np.array([inv(float(p)) for p in u])
-    pixels = np.exp(math.log(FLOWER_LIBRARY["median_pixels"]) + _LOG_SIGMA * z)
+    pixels = np.exp(math.log(PHOTO_LIBRARY["median_pixels"]) + _LOG_SIGMA * z)
     pixels = np.clip(pixels, lo, hi)
     pixels = pixels[rng.permutation(count)]  # strata are sorted; shuffle into file order
 
@@ -266,7 +268,7 @@ def write_sample_library(
 ) -> list[Path]:
     """Write a deterministic library of photo-like JPEGs with a realistic spread of sizes.
 
-    Files are named ``flower_0001.jpg`` ... (more digits past 9999). Sizes come from
+    Files are named ``photo_0001.jpg`` ... (more digits past 9999). Sizes come from
     :func:`sample_sizes`; the source photograph of each file cycles through a seeded
     shuffle of :func:`source_photos`, and the crop window and a left-right mirror are
     drawn from ``(seed, index)``. Only one image is in memory at a time.
@@ -275,7 +277,7 @@ def write_sample_library(
     again is cheap and resumes an interrupted run. (Only the size is checked: a file
     written with another seed but the same size is kept.) New files are written to a
     temporary name in ``directory`` and renamed into place, so a crash never leaves a
-    half-written ``flower_*.jpg``.
+    half-written ``photo_*.jpg``.
 
     Parameters
     ----------
@@ -312,7 +314,7 @@ def write_sample_library(
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     paths = write_sample_library(tmp, count=3, max_pixels=20_000)
     ...     [p.name for p in paths], Image.open(paths[0]).mode
-    (['flower_0001.jpg', 'flower_0002.jpg', 'flower_0003.jpg'], 'RGB')
+    (['photo_0001.jpg', 'photo_0002.jpg', 'photo_0003.jpg'], 'RGB')
     """
     sizes = sample_sizes(count, seed=seed, max_pixels=max_pixels)
     quality = _check_int("quality", quality, minimum=1, maximum=100)
@@ -328,7 +330,7 @@ def write_sample_library(
     digits = max(4, len(str(count)))
     paths: list[Path] = []
     for i, size in enumerate(sizes):
-        path = folder / f"flower_{i + 1:0{digits}d}.jpg"
+        path = folder / f"photo_{i + 1:0{digits}d}.jpg"
         if not _is_done(path, size):
             rng = np.random.default_rng([seed, 2, i])
             image = _render(sources[order[i % len(sources)]], size, rng)
