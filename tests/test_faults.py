@@ -437,7 +437,8 @@ def test_jpeg_with_a_huge_tail_is_not_read_whole(tmp_path):
     assert proc.returncode == 0, proc.stderr
     shape, peak_kb = proc.stdout.rsplit(" ", 1)
     assert "(64, 80, 3)" in shape
-    assert int(peak_kb) < 400 * 1024, f"peak {int(peak_kb) >> 10} MB"
+    # Reading the 1 GiB tail would peak past 1 GiB; the interpreter and codecs take a few hundred MB.
+    assert int(peak_kb) < 800 * 1024, f"peak {int(peak_kb) >> 10} MB"
 
 
 

@@ -46,12 +46,13 @@ TARGET_BAND_BYTES = 16 << 20
 
 
 def is_array_like(x) -> bool:
-    """True for an image that is not (yet) in memory: an array-like with ``shape``, ``dtype``
-    and ``__getitem__`` that is not a NumPy array, or a NumPy memmap."""
+    """True for an image that is not (yet) in memory: an array-like of at least two dimensions
+    with ``shape``, ``dtype`` and ``__getitem__`` that is not a NumPy array or scalar, or a
+    NumPy memmap. Anything smaller is read with ``np.asarray`` like any other input."""
     if isinstance(x, np.memmap):
         return True
-    return (not isinstance(x, np.ndarray) and hasattr(x, "__getitem__") and hasattr(x, "shape")
-            and hasattr(x, "dtype"))
+    return (not isinstance(x, (np.ndarray, np.generic)) and hasattr(x, "__getitem__")
+            and len(getattr(x, "shape", ())) >= 2 and hasattr(x, "dtype"))
 
 
 def default_memory_limit() -> int:
@@ -71,15 +72,6 @@ def default_memory_limit() -> int:
         if text.isdigit() and (not total or int(text) < total):
             total = int(text)
     return max(256 << 20, (total or 4 << 30) // 4)
-
-
-def _rss() -> int:
-    """This process's resident memory now (bytes; 0 where /proc is not there)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def _mb(n: int) -> str:
@@ -130,8 +122,9 @@ def plan_stream(
     op: Operation, source, sink=None, *, flavour: str = "numpy", parallel: bool = False, workers: int = 1,
     border: str = "nearest", cval: float = 0.0, tile_shape=None, memory_limit: int | None = None,
 ) -> StreamPlan:
-    """The bands and how many run at once within ``memory_limit`` bytes (for the whole process:
-    what it holds already is counted). Raises :class:`~pixelmill.errors.ImageTooLargeError`
+    """The bands and how many run at once within ``memory_limit`` bytes: what the stream holds,
+    its bands in flight and every worker's work arrays together (not what the process held
+    before: a long-lived process would otherwise get less room for the same limit). Raises :class:`~pixelmill.errors.ImageTooLargeError`
     when even one band of the smallest height (one row, or one chunk of the sink) does not fit."""
     shape, dtype = _check_source(source)
     h, w = shape[:2]
@@ -140,10 +133,9 @@ def plan_stream(
     pad_dtype = tiling.pad_dtype(dtype, op.work_dtype(dtype, flavour), border, cval)
     out_dtype = op.out_dtype(dtype)
     limit = default_memory_limit() if memory_limit is None else int(memory_limit)
-    baseline = _rss()
     threads = max(1, int(workers)) if not parallel else 1
     scratch = SCRATCH_BYTES * (max(1, int(workers)) if parallel or flavour == "numba" else threads)
-    budget = limit - baseline - scratch
+    budget = limit - scratch
 
     def band_bytes(rows: int) -> int:
         rows_in = rows + top + bottom
@@ -169,12 +161,12 @@ def plan_stream(
         rows = tiling.aligned_rows(want, base, h)
     smallest = rows if tile_shape is not None else (chunk or 1)
     if band_bytes(smallest) > budget:
-        need = band_bytes(smallest) + baseline + scratch
+        need = band_bytes(smallest) + scratch
         raise ImageTooLargeError(
             f"memory limit {_mb(limit)} (--memory-limit / memory_limit=) cannot hold one band of "
             f"{smallest} output row(s) of this {w} x {h} image ({channels} channel(s), {dtype.name}): "
-            f"the band needs {_mb(band_bytes(smallest))}, the work arrays {_mb(scratch)} and the process holds "
-            f"{_mb(baseline)} already; give at least {_mb(need)}"
+            f"the band needs {_mb(band_bytes(smallest))} and the work arrays {_mb(scratch)}; "
+            f"give at least {_mb(need)}"
         )
     while rows > smallest and band_bytes(rows) > budget:
         rows = max(smallest, rows // 2)
