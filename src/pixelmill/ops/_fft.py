@@ -213,6 +213,7 @@ MIN_TAPS = 100
 #: At most this many distinct nonzero weights: the numba flavour's exact level sums
 #: (:data:`._numba_levels.MAX_LEVELS`) are cheaper than any other path.
 LEVELS = 4
+LEVELS_COST_TAPS = 49.0
 
 
 def method_costs(kernel, flavour: str, fft_taps: float | None = None) -> dict[str, float]:
@@ -226,7 +227,9 @@ def method_costs(kernel, flavour: str, fft_taps: float | None = None) -> dict[st
     if kernel.factors is not None or flavour == "python":
         return costs
     if flavour == "numba" and np.unique(kernel.weights[kernel.weights != 0]).size <= LEVELS:
-        return costs  # the exact level sums (their cost is the direct one's at most)
+        # The exact level sums: not measured against the others here; costed as the
+        # calibration's 7x7 general sample, as the auto engine assumed before these paths.
+        return {"direct": min(costs["direct"], LEVELS_COST_TAPS)}
     if kh * kw < MIN_TAPS:
         return costs
     flavour = flavour if flavour in FFT_COST_TAPS else "numpy"
