@@ -182,16 +182,15 @@ def test_auto_engine_costs_the_methods_and_runs_the_cheapest(rng):
     from pixelmill.engines import Calibration
     from pixelmill.engines._auto import AutoEngine
 
-    # numba's direct general path 10x faster per tap than numpy's; the FFT measured at 90 taps
-    # of numba's and 15 of numpy's.
-    table = Calibration([1.0], {"general": {"numba:2:0": [0.049], "numpy:1:0": [0.49]}}, machine={},
-                        fft_taps={"numba": 90.0, "numpy": 15.0})
+    # numba's direct general path 10x faster per tap than numpy's; the FFT 0.1 s per MP.
+    table = Calibration([1.0], {"general": {"numba:2:0": [0.049], "numpy:1:0": [0.49], "threads:2:1048576": [0.25]}},
+                        machine={}, fft_s_per_mp=0.1)
     image = random_image(rng, (30, 40, 3), np.uint8)
     big, small = unit_kernel(rng, (31, 31)), unit_kernel(rng, (7, 7))
     with AutoEngine(calibration=table, workers=2) as eng:
         cand, methods = eng._plan(Filter(big), (1000, 1000))
-        # numba fft: 0.049 * 90/49 = 0.09 s; numpy fft: 0.49 * 15/49 = 0.15 s; direct: far more.
-        assert (cand.engine, methods) == ("numba", ("fft",))
+        # fft: numba 0.1 / 2 = 0.05 s, threads 0.06 s, numpy 0.1 s; direct 0.049 * 961/49 s and more.
+        assert (cand.engine, cand.workers, methods) == ("numba", 2, ("fft",))
         assert eng._plan(Filter(small), (1000, 1000))[1] == ("direct",)
         assert eng._plan(Filter(big, method="direct"), (1000, 1000))[1] == (None,)  # the user's choice
         result = eng.run(Filter(big, policy=None), image, border="wrap")
