@@ -216,10 +216,10 @@ LEVELS = 4
 LEVELS_COST_TAPS = 49.0
 
 
-def method_costs(kernel, flavour: str, fft_taps: float | None = None) -> dict[str, float]:
+def method_costs(kernel, flavour: str) -> dict[str, float]:
     """Each method's modelled cost for ``kernel`` (already flipped) on ``flavour``, in
-    general-path taps per output sample (the ``auto`` engine scales them by its calibration,
-    and passes the FFT's cost it measured as ``fft_taps``)."""
+    general-path taps per output sample (the ``auto`` engine scales them by its calibration
+    and costs the FFT by its own measurement)."""
     from ._lowrank import lowrank_factors
 
     kh, kw = kernel.shape
@@ -233,7 +233,7 @@ def method_costs(kernel, flavour: str, fft_taps: float | None = None) -> dict[st
     if kh * kw < MIN_TAPS:
         return costs
     flavour = flavour if flavour in FFT_COST_TAPS else "numpy"
-    costs["fft"] = FFT_COST_TAPS[flavour] if fft_taps is None else float(fft_taps)
+    costs["fft"] = FFT_COST_TAPS[flavour]
     terms = lowrank_factors(kernel)
     if terms is not None:
         costs["lowrank"] = len(terms) * ((kh + kw) * SEPARABLE_TAP_COST[flavour] + SEPARABLE_TERM_COST[flavour])
