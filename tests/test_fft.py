@@ -196,3 +196,18 @@ def test_auto_engine_costs_the_methods_and_runs_the_cheapest(rng):
         result = eng.run(Filter(big, policy=None), image, border="wrap")
     expected = scipy_filter(image, big.weights, mode="wrap")
     assert np.abs(result - expected).max() <= fft_bound(image, big, padded_shape(image, big))
+
+
+@pytest.mark.parametrize("method", ["fft", "lowrank"])
+def test_nan_does_not_spread_beyond_the_direct_sum(method, rng):
+    # Zero taps are never read (the array API's rule); FFTs and low-rank terms would carry a
+    # NaN to every sample of their block, so a block holding one is summed directly.
+    image = random_image(rng, (30, 30), np.float32)
+    image[10, 12] = np.nan
+    w = low_rank_kernel(rng, (11, 11), rank=2).weights.copy()
+    w[:, :5] = 0.0
+    kernel = kernels.from_array(w)
+    direct = pixelmill.correlate(image, kernel, method="direct")
+    other = pixelmill.correlate(image, kernel, method=method)
+    assert np.array_equal(np.isnan(direct), np.isnan(other))
+    assert np.isnan(direct).sum() < image.size // 4
