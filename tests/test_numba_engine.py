@@ -110,8 +110,10 @@ def _oracle(image, weights, border, cval, *, flip):
 
 
 def _filter(image, kernel, border, cval, *, flip, engine="numba", workers=None):
+    # The direct paths, whose arithmetic the two flavours share operation for operation; the
+    # FFT and low-rank paths (method="auto" picks them from 10x10) are tests/test_fft.py's.
     fn = pixelmill.convolve if flip else pixelmill.correlate
-    return fn(image, kernel, border=border, cval=cval, engine=engine, workers=workers)
+    return fn(image, kernel, border=border, cval=cval, engine=engine, workers=workers, method="direct")
 
 
 # -- registry and engine ----------------------------------------------------------------------

@@ -130,17 +130,17 @@ def invert(
     return apply(Invert(), image, engine=engine, workers=workers, out=out, channel_axis=channel_axis, **engine_options)
 
 
-def _kernel_filter(kernel, flip: bool, origin, image, policy, out, **options):
-    """Correlation (``flip=False``) or convolution with a checked ``kernel`` and ``origin``."""
+def _kernel_filter(kernel, flip: bool, origin, image, policy, out, method="auto", **options):
+    """Correlation (``flip=False``) or convolution with a checked ``kernel``, ``origin`` and ``method``."""
     k = v.check_kernel(kernel)
-    op = Filter(k, flip=flip, origin=v.check_origin(origin, k.shape))
+    op = Filter(k, flip=flip, origin=v.check_origin(origin, k.shape), method=v.check_method(method))
     return _apply_filter(op, image, policy, out, **options)
 
 
 def convolve(
     image, kernel, *, origin=0, border: str = "nearest", cval: float = 0.0, engine: str = "numpy",
     workers: int | None = None, policy: str | None = None, out: np.ndarray | None = None,
-    channel_axis=AUTO, **engine_options,
+    channel_axis=AUTO, method: str = "auto", **engine_options,
 ) -> np.ndarray:
     """2-D convolution of each channel with ``kernel`` (the kernel is flipped).
 
@@ -178,6 +178,16 @@ def convolve(
         NumPy memmap) written band by band.
     channel_axis : int or None, optional
         As for :func:`invert`: channels are filtered independently.
+    method : {"auto", "direct", "fft", "lowrank"}
+        How the sums are computed: ``direct`` runs every tap (a row and a column pass for a
+        separable kernel; exact level sums for kernels with few distinct weights), ``fft``
+        overlap-save FFTs (large general kernels), ``lowrank`` a kernel of rank r as r
+        separable passes; ``auto`` (the default) the cheapest by a cost model (the ``auto``
+        engine's is calibrated on this machine). ``fft`` and ``lowrank`` results differ from
+        the direct sum by rounding only, within the bounds stated in
+        :mod:`pixelmill.ops._fft` and :mod:`pixelmill.ops._lowrank` (for 8-bit images and
+        normalized kernels, below 1e-3); the loops engine always runs ``direct``, and so does
+        a block holding NaN or infinity (the FFTs would spread it over their whole block).
 
     Notes
     -----
@@ -204,7 +214,7 @@ def convolve(
     array([0., 1., 2., 0.])
     """
     return _kernel_filter(
-        kernel, True, origin, image, policy, out, border=border, cval=cval, engine=engine, workers=workers,
+        kernel, True, origin, image, policy, out, method, border=border, cval=cval, engine=engine, workers=workers,
         channel_axis=channel_axis, **engine_options,
     )
 
@@ -212,7 +222,7 @@ def convolve(
 def correlate(
     image, kernel, *, origin=0, border: str = "nearest", cval: float = 0.0, engine: str = "numpy",
     workers: int | None = None, policy: str | None = None, out: np.ndarray | None = None,
-    channel_axis=AUTO, **engine_options,
+    channel_axis=AUTO, method: str = "auto", **engine_options,
 ) -> np.ndarray:
     """2-D correlation (the kernel is not flipped; what ``cv2.filter2D`` computes).
 
@@ -228,7 +238,7 @@ def correlate(
     array([[2., 1., 0., 0.]])
     """
     return _kernel_filter(
-        kernel, False, origin, image, policy, out, border=border, cval=cval, engine=engine, workers=workers,
+        kernel, False, origin, image, policy, out, method, border=border, cval=cval, engine=engine, workers=workers,
         channel_axis=channel_axis, **engine_options,
     )
 

@@ -256,3 +256,12 @@ def check_sink(out, shape, dtype):
             f"got shape {tuple(out.shape)!r} and dtype {np.dtype(out.dtype).name}"
         )
     return out
+
+
+def check_method(method) -> str:
+    """How a filter computes its sums: one of :data:`pixelmill.ops.METHODS`."""
+    from .ops import METHODS
+
+    if method not in METHODS:
+        raise InvalidParameterError(f"method {method!r} is not known; use one of {', '.join(METHODS)}")
+    return method

@@ -2,7 +2,8 @@
 
 An operation is named by a short spec (it crosses process boundaries as text):
 ``invert``, ``sobel``, ``gaussian:size=5,sigma=1``, ``disk:15`` (a normalised 15 x 15 disk,
-*not* separable), or any kernel name (``laplacian``, ``edge-x``...).
+*not* separable), ``random:31`` (a seeded random normalised 31 x 31 kernel: full rank, every
+weight different, so no fast path but the FFT applies), or any kernel name (``laplacian``...).
 
 References
 ----------
@@ -19,7 +20,7 @@ import numpy as np
 from .. import kernels
 from ..ops import Filter, Invert, Operation, SobelMagnitude, to_dtype
 
-__all__ = ["make_op", "disk_kernel", "oracle", "ORACLE_NAME", "numpy_result", "uint8_result", "op_label"]
+__all__ = ["make_op", "disk_kernel", "random_kernel", "oracle", "ORACLE_NAME", "numpy_result", "uint8_result", "op_label"]
 
 BORDER = "nearest"  # pixelmill's default; every peer below is configured to match it
 
@@ -32,10 +33,19 @@ def disk_kernel(size: int) -> kernels.Kernel:
     return kernels.from_array(w / w.sum(), f"disk-{size}")
 
 
+def random_kernel(size: int) -> kernels.Kernel:
+    """A ``size`` x ``size`` kernel of seeded random positive weights summing to 1 (the same
+    in every process): what a user brings who designed a kernel, with no structure to exploit."""
+    w = np.random.default_rng(size).random((size, size))
+    return kernels.from_array(w / w.sum(), f"random-{size}")
+
+
 def make_op(spec: str) -> Operation:
     """The :class:`~pixelmill.ops.Operation` for ``spec`` (convolution for kernels)."""
     if spec.startswith("disk:"):
         return Filter(disk_kernel(int(spec.split(":", 1)[1])))
+    if spec.startswith("random:"):
+        return Filter(random_kernel(int(spec.split(":", 1)[1])))
     from .._opspec import parse_op
 
     return parse_op(spec)

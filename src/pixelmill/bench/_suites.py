@@ -28,7 +28,8 @@ CROSS_SUITE = ("pixelmill.bench._auto",)
 
 #: The order report.md lists the targets in (targets not named here follow, in suite order).
 TARGET_ORDER = (
-    "invert-memcpy", "gaussian-vs-cv2", "disk15-vs-filter2D", "sobel-vs-cv2", "batch-vs-floor", "batch-vs-peers",
+    "invert-memcpy", "gaussian-vs-cv2", "disk15-vs-filter2D", "sobel-vs-cv2", "random15-vs-filter2D",
+    "random31-vs-filter2D", "random63-vs-filter2D", "gaussian-sigma10-vs-cv2", "batch-vs-floor", "batch-vs-peers",
     "batch-gaussian-vs-peers", "efficiency-2", "auto-vs-best", "batch-memory",
 )
 

@@ -5,6 +5,7 @@ are fastest on this machine for that operation and image size (see :mod:`._calib
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from . import _calibration as _cal
 from ._base import Engine
@@ -78,26 +79,44 @@ class AutoEngine(Engine):
 
     def choose(self, ops, shape) -> _cal.Candidate:
         """The fastest candidate for running ``ops`` (one operation or a bank) on ``shape``."""
-        ops = ops if isinstance(ops, (list, tuple)) else [ops]
+        return self._plan(ops, shape)[0]
+
+    def _plan(self, ops, shape) -> tuple[_cal.Candidate, tuple]:
+        """``(candidate, methods)``: the fastest candidate and, for each operation, the filter
+        method it runs there (None: as the operation says)."""
+        ops = tuple(ops) if isinstance(ops, (list, tuple)) else (ops,)
         classes = tuple(_cal.work_class(op) for op in ops)
         pixels = shape[0] * shape[1] if len(shape) >= 2 else 1
-        key = (classes, pixels, self.workers)
+        # A filter whose method auto picks is costed by its kernel, not by its class alone.
+        kernels = tuple(op.kernel if getattr(op, "method", None) == "auto" and c == "general" else None
+                        for op, c in zip(ops, classes))
+        key = (classes, kernels, pixels, self.workers)
         # Remembered per call shape: a library of same-sized photos pays for the model once.
         if key not in self._choices:
-            self._choices[key] = self._predict_best(classes, pixels / 1e6)
+            self._choices[key] = self._predict_best(ops, classes, pixels / 1e6)
         return self._choices[key]
 
-    def _predict_best(self, classes, mp) -> _cal.Candidate:
+    def _predict_best(self, ops, classes, mp) -> tuple[_cal.Candidate, tuple]:
         cal = self._table(classes)
         totals: dict = {}
-        for cls in classes:
-            for t, cand in cal.ranked(cls, mp, self.workers) if cls in cal.times else ():
+        methods: dict = {}
+        for op, cls in zip(ops, classes):
+            for _, cand in cal.ranked(cls, mp, self.workers) if cls in cal.times else ():
+                t, method = cal.predict_op(op, cls, cand, mp)
                 totals[cand] = totals.get(cand, 0.0) + t
+                methods.setdefault(cand, []).append(method)
         # A candidate must cover every operation of a bank to be compared fairly.
-        complete = {c: t for c, t in totals.items() if all(c.key in cal.times.get(cls, {}) for cls in classes)}
+        complete = {c: t for c, t in totals.items()
+                    if len(methods[c]) == len(ops) and all(c.key in cal.times.get(cls, {}) for cls in classes)}
         if not complete:
-            return _cal.Candidate("numpy", 1)
-        return min(complete, key=complete.get)
+            return _cal.Candidate("numpy", 1), (None,) * len(ops)
+        best = min(complete, key=complete.get)
+        return best, tuple(methods[best])
+
+    @staticmethod
+    def _with_methods(ops, methods):
+        """``ops`` with each filter's ``auto`` method replaced by the one the model chose."""
+        return [op if m is None else replace(op, method=m) for op, m in zip(ops, methods)]
 
     def _delegate(self, choice: _cal.Candidate, shape, itemsize: int) -> Engine:
         from ._registry import make_engine
@@ -111,14 +130,15 @@ class AutoEngine(Engine):
         return engine
 
     def run(self, op, image, *, border="nearest", cval=0.0, out=None):
-        choice = self.choose(op, image.shape)
+        choice, methods = self._plan(op, image.shape)
         engine = self._delegate(choice, image.shape, op.out_dtype(image.dtype).itemsize)
+        (op,) = self._with_methods([op], methods)
         return engine.run(op, image, border=border, cval=cval, out=out)
 
     def run_many(self, ops, image, *, border="nearest", cval=0.0):
-        choice = self.choose(list(ops), image.shape)
+        choice, methods = self._plan(list(ops), image.shape)
         engine = self._delegate(choice, image.shape, max(op.out_dtype(image.dtype).itemsize for op in ops))
-        return engine.run_many(ops, image, border=border, cval=cval)
+        return engine.run_many(self._with_methods(ops, methods), image, border=border, cval=cval)
 
     def map(self, fn, items):
         """Whole items on a thread pool (``fn`` is NumPy work that releases the GIL, or I/O),

@@ -37,7 +37,7 @@ from .._cache import default_cache_dir
 from .._version import __version__
 
 __all__ = ["Candidate", "Calibration", "WORK_CLASSES", "SIZES_MP", "QUICK_SIZES_MP", "work_class", "load",
-           "calibrate", "cache_path", "calibration_seconds"]
+           "calibrate", "cache_path", "calibration_seconds", "measure_fft"]
 
 #: Kinds of work with different costs per pixel and per call.
 WORK_CLASSES = ("invert", "separable", "general", "sobel")
@@ -50,14 +50,21 @@ QUICK_SIZES_MP = (0.02, 0.25, 2.0)
 #: (tens of seconds on a fresh machine, the first time).
 QUICK_SKIPS = ("numba",)
 #: What :func:`calibrate` measures, in the cache file's key: a new version is measured again
-#: (2: the 24 MP size).
-CALIBRATION_VERSION = 2
+#: (2: the 24 MP size; 3: the FFT path's cost, ``fft_s_per_mp``).
+CALIBRATION_VERSION = 3
 #: A candidate slower than this many times the fastest at one size is not timed at larger sizes
 #: (its time is extrapolated): it cannot become the fastest, and timing it would be most of the wait.
 PRUNE_FACTOR = 4.0
 #: ... unless a run at the next size would take less than this anyway: on small images a fixed
 #: cost per call (a thread pool's start) can make a candidate look slow that wins on large ones.
 PRUNE_MIN_S = 0.02
+#: Taps of the general work class's sample kernel (7x7).
+GENERAL_TAPS = 49
+#: The FFT path's cost is measured on this kernel side and image size (one thread).
+FFT_PROBE_SIDE, FFT_PROBE_MP = 11, 0.1
+#: The FFT path on a tiled engine (threads: one FFT per tile and channel) against the numba
+#: engine's strips, same workers: measured 2.31 s vs 1.92 s (24 MP RGB, 15x15, 2 workers).
+FFT_TILED_COST = 1.2
 #: Tile sizes tried for the ``threads`` engine, in bytes of output per tile.
 TILE_BYTES = (1 << 20, 4 << 20)
 #: Each candidate runs until this much time or :data:`MAX_RUNS` runs, in each of
@@ -163,6 +170,7 @@ def _sample_op(cls: str):
         return Filter(kernels.gaussian(5, 1.0), policy="clip")
     # A 7x7 kernel with 49 different weights: no fast path applies, every tap is paid.
     weights = np.random.default_rng(7).random((7, 7))
+    assert weights.size == GENERAL_TAPS
     return Filter(kernels.from_array(weights / weights.sum(), name="calibration-7x7"), policy="clip")
 
 
@@ -223,6 +231,9 @@ class Calibration:
     startup_s: dict[str, float] = field(default_factory=dict)
     #: A quick first table (see :func:`calibrate`), replaced by the full one when measured.
     quick: bool = False
+    #: The FFT path's seconds per megapixel (RGB) on one thread (:func:`measure_fft`); 0:
+    #: not measured, the FFT costed by :data:`pixelmill.ops._fft.FFT_COST_TAPS`.
+    fft_s_per_mp: float = 0.0
 
     def predict(self, cls: str, candidate: Candidate, mp: float) -> float:
         """Predicted seconds for ``candidate`` on an image of ``mp`` megapixels."""
@@ -237,6 +248,27 @@ class Calibration:
         f = (math.log(mp) - math.log(sizes[k - 1])) / (math.log(sizes[k]) - math.log(sizes[k - 1]))
         return math.exp(math.log(ts[k - 1]) + f * (math.log(ts[k]) - math.log(ts[k - 1])))
 
+    def predict_op(self, op, cls: str, candidate: Candidate, mp: float) -> tuple[float, str | None]:
+        """``(seconds, method)`` for ``op`` on ``candidate``: a general filter whose method is
+        ``auto`` runs the cheapest of the direct, FFT and low-rank paths. Direct and low-rank:
+        the calibrated general time scaled by the path's modelled cost in taps
+        (:func:`pixelmill.ops._fft.method_costs`) over the calibration sample's 49. FFT: the
+        same scipy code on every flavour, so the measured seconds per megapixel over the
+        workers, times :data:`FFT_TILED_COST` on engines that cut tiles. Other operations as
+        :meth:`predict`, method None."""
+        t = self.predict(cls, candidate, mp)
+        if cls != "general" or getattr(op, "method", None) != "auto":
+            return t, None
+        from ..ops._fft import method_costs
+
+        flavour = "numba" if candidate.engine == "numba" else "numpy"
+        costs = {m: t * c / GENERAL_TAPS for m, c in method_costs(op.effective_kernel, flavour).items()}
+        if "fft" in costs and self.fft_s_per_mp > 0:
+            tiled = FFT_TILED_COST if candidate.engine != "numba" else 1.0
+            costs["fft"] = self.fft_s_per_mp * mp / max(1, candidate.workers) * tiled
+        method = min(costs, key=costs.get)
+        return costs[method], method
+
     def ranked(self, cls: str, mp: float, max_workers: int | None = None) -> list[tuple[float, Candidate]]:
         """``(predicted seconds, candidate)`` fastest first, at most ``max_workers`` workers."""
         rows = [(self.predict(cls, Candidate.from_key(key), mp), Candidate.from_key(key)) for key in self.times[cls]]
@@ -250,14 +282,15 @@ class Calibration:
 
     def to_json(self) -> dict:
         return {"sizes_mp": self.sizes_mp, "times": self.times, "machine": self.machine, "seconds": self.seconds,
-                "created": self.created, "startup_s": self.startup_s, "quick": self.quick}
+                "created": self.created, "startup_s": self.startup_s, "quick": self.quick,
+                "fft_s_per_mp": self.fft_s_per_mp}
 
     @classmethod
     def from_json(cls, data: dict) -> Calibration:
         return cls(sizes_mp=list(data["sizes_mp"]), times=data["times"], machine=data["machine"],
                    seconds=float(data.get("seconds", 0.0)), created=data.get("created", ""),
                    startup_s={k: float(v) for k, v in data.get("startup_s", {}).items()},
-                   quick=bool(data.get("quick", False)))
+                   quick=bool(data.get("quick", False)), fft_s_per_mp=float(data.get("fft_s_per_mp", 0.0)))
 
     def table(self) -> list[list[str]]:
         """Rows ``work class, size, fastest candidate, its time, numpy's time`` for people."""
@@ -337,11 +370,14 @@ def calibrate(*, sizes_mp=None, classes=WORK_CLASSES, notify=None, save: bool = 
     finally:
         for engine in engines.values():
             engine.close()
+    fft_s_per_mp = measure_fft() if "general" in classes else 0.0
     startup = {"numba": numba_startup()} if "numba" in machine["engines"] and not quick else {}
     if merge is not None and merge.quick and merge.sizes_mp == sizes:
         times = {**merge.times, **times}
+        fft_s_per_mp = fft_s_per_mp or merge.fft_s_per_mp
     result = Calibration(sizes_mp=sizes, times=times, machine=machine, seconds=time.perf_counter() - started,
-                         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), startup_s=startup, quick=quick)
+                         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), startup_s=startup, quick=quick,
+                         fft_s_per_mp=fft_s_per_mp)
     _MEASURING_S += result.seconds
     if save:
         from .._files import atomic_write
@@ -353,6 +389,22 @@ def calibrate(*, sizes_mp=None, classes=WORK_CLASSES, notify=None, save: bool = 
         except OSError as exc:  # a read-only cache: the table still serves this process
             _not_cached(path, exc, notify)
     return result
+
+
+def measure_fft() -> float:
+    """The FFT path's seconds per megapixel (RGB uint8, ``clip``) on one thread: a random
+    11x11 kernel on a 0.1 MP image (a fraction of a second; the FFT's cost per sample barely
+    depends on the kernel's size, nor on the flavour, which calls the same scipy code)."""
+    from .. import kernels
+    from ..ops import Filter
+    from ._registry import make_engine
+
+    weights = np.random.default_rng(11).random((FFT_PROBE_SIDE, FFT_PROBE_SIDE))
+    op = Filter(kernels.from_array(weights / weights.sum(), name="calibration-fft"), policy="clip", method="fft")
+    image = _sample_image(FFT_PROBE_MP)
+    with make_engine("numpy", 1) as engine:
+        best = min(_fastest_run(lambda: engine.run(op, image)) for _ in range(ROUNDS))
+    return best / (image.shape[0] * image.shape[1] / 1e6)
 
 
 def _not_cached(path: Path, exc: OSError, notify) -> None:

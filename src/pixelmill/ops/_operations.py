@@ -20,9 +20,19 @@ from ._correlate import correlate_loops, correlate_numpy
 from ._invert import invert_loops, invert_numpy
 from ._scratch import scratch
 
-__all__ = ["Operation", "Invert", "Filter", "SobelMagnitude", "FLAVOURS", "TILEWISE_POLICIES", "fuse_policy"]
+__all__ = ["Operation", "Invert", "Filter", "SobelMagnitude", "FLAVOURS", "METHODS", "TILEWISE_POLICIES",
+           "fuse_policy"]
 
 FLAVOURS = ("python", "numpy", "numba")
+
+#: How a filter computes its sums (``Filter.method``): ``direct`` (every tap; separable
+#: kernels as a row and a column pass; the exact level sums for few distinct weights),
+#: ``fft`` (overlap-save FFTs, :mod:`._fft`), ``lowrank`` (a rank-r kernel as r separable
+#: passes, :mod:`._lowrank`), or ``auto``: the cheapest by :func:`._fft.auto_method`'s rule
+#: (the ``auto`` engine decides from its calibrated costs instead). The loops reference
+#: (``python`` flavour) is always direct, and so is a block holding NaN or infinity (FFTs
+#: and low-rank terms would spread it to samples whose direct sum skips it).
+METHODS = ("auto", "direct", "fft", "lowrank")
 
 
 class Operation:
@@ -223,6 +233,8 @@ class Filter(_FloatFilter):
     policy: str | None = None
     #: SciPy's ``origin`` ``(oy, ox)``: shifts the kernel's anchor (see :meth:`Kernel.halo`).
     origin: tuple[int, int] = (0, 0)
+    #: How the sums are computed (:data:`METHODS`).
+    method: str = "auto"
 
     @property
     def label(self) -> str:  # type: ignore[override]
@@ -241,13 +253,85 @@ class Filter(_FloatFilter):
         """The kernel as correlated: flipped for convolution."""
         return self.kernel.flipped() if self.flip else self.kernel
 
+    def resolved_method(self, flavour: str) -> str:
+        """``direct``, ``fft`` or ``lowrank``: what this filter runs on ``flavour`` (the
+        choice depends on the kernel and flavour only, so every tile of an image makes it alike)."""
+        from ._fft import auto_method
+
+        if flavour == "python":
+            return "direct"
+        method = self.method
+        if method == "auto":
+            method = auto_method(self.effective_kernel, flavour)
+        if method == "lowrank" and self._lowrank() is None:
+            return "direct"
+        if method != "direct" and self.effective_kernel.factors is not None:
+            return "direct"  # rank 1: the separable passes are the low-rank and cheapest path
+        return method
+
+    def _lowrank(self):
+        from ._lowrank import lowrank_factors
+
+        return lowrank_factors(self.effective_kernel)
+
     def _separable(self):
         return self.effective_kernel.factors is not None
+
+    def compute(self, block, out, flavour):
+        resolved = method = self.resolved_method(flavour)
+        if method != "direct" and block.dtype.kind == "f" and not np.isfinite(block).all():
+            method = "direct"  # a NaN or inf would reach samples whose direct sum skips it
+        if method == "fft":
+            # The FFTs read the block in its own dtype (no float copy) and convert FFT block by
+            # FFT block. The numba flavour runs them on numba's thread count (the numba engine's
+            # workers); the other flavours' engines tile, so one thread per tile.
+            workers = 1
+            if flavour == "numba":
+                import numba
+
+                workers = numba.get_num_threads()
+            self._fft(block, out, workers)
+            return
+        if resolved == "lowrank" and method == "direct":
+            self = replace(self, method="direct")
+        super().compute(block, out, flavour)
+
+    def _fft(self, block, out, workers):
+        from ._fft import correlate_fft
+
+        if out.dtype.kind == "f" and self.policy not in TILEWISE_POLICIES:
+            correlate_fft(block, self.effective_kernel.weights, out, workers=workers)
+            return
+        policy = self.policy
+
+        def convert(result, dst):
+            convert_into(result, dst, policy)
+
+        correlate_fft(block, self.effective_kernel.weights, out, workers=workers, store=convert)
+
+    def _lowrank_sum(self, block, out, flavour):
+        """The sum of the low-rank terms' separable passes, in the work dtype, then converted."""
+        terms = self._lowrank()
+        # A float ``out`` takes the float result (compute_float's contract); an image-dtype
+        # one (the numba flavour's fused policy) gets it converted.
+        work = out.dtype if out.dtype.kind == "f" else np.dtype(np.float32)
+        total = out if out.dtype.kind == "f" else scratch("filter.lowrank", out.shape, work)
+        part = scratch("filter.lowrank.part", out.shape, work)
+        correlate = _CORRELATE[flavour]()
+        for i, (column, row) in enumerate(terms):
+            correlate(block, np.outer(column, row), total if i == 0 else part, (column, row))
+            if i:
+                total += part
+        if total is not out:
+            convert_into(total, out, self.policy)
 
     def compute_numba(self, block, out, store, border=None):
         from ._numba import correlate_numba
 
         k = self.effective_kernel
+        if border is None and self.resolved_method("numba") == "lowrank":
+            self._lowrank_sum(block, out, "numba")
+            return
         if k.factors is None:
             # Few distinct weights (disk, box, ring) on 8/16-bit images: exact level sums.
             from ._numba_levels import correlate_levels_numba
@@ -258,6 +342,9 @@ class Filter(_FloatFilter):
 
     def compute_float(self, block, out, flavour):
         k = self.effective_kernel
+        if self.resolved_method(flavour) == "lowrank":
+            self._lowrank_sum(block, out, flavour)
+            return
         _CORRELATE[flavour]()(block, k.weights, out, k.factors)
 
 
