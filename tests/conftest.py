@@ -34,6 +34,15 @@ def scipy_filter(image, weights, *, mode="nearest", cval=0.0, convolve=True) -> 
     return fn(img, w, mode=mode, cval=cval)
 
 
+def save_png(path, array):
+    """Write ``array`` as a PNG with Pillow (folders created); returns the path."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
 def random_image(rng, shape, dtype):
     dtype = np.dtype(dtype)
     if dtype == np.bool_:

@@ -12,20 +12,14 @@ from PIL import Image
 import pixelmill
 from pixelmill.cli import main
 
-from conftest import scipy_filter
-
-
-def _png(path, array):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-    return path
+from conftest import save_png, scipy_filter
 
 
 @pytest.fixture
 def library(tmp_path, rng):
     lib = tmp_path / "lib"
-    _png(lib / "a.png", rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
-    _png(lib / "nested" / "b.png", rng.integers(0, 256, (17, 9), dtype=np.uint8))
+    save_png(lib / "a.png", rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    save_png(lib / "nested" / "b.png", rng.integers(0, 256, (17, 9), dtype=np.uint8))
     (lib / "notes.txt").write_text("not an image")
     return lib
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InvalidImageError, MissingDependencyError, UnsupportedImageError
 from ._formats import _one_line
-from ._image import Image
+from ._image import Image, from_u16, to_u16
 from ._metadata import _clean_exif
 
 __all__ = ["read_heif", "heif_encoder"]
@@ -35,12 +35,6 @@ def _pillow_heif():
             "pip install 'pixelmill[heif]'"
         ) from None
     return pillow_heif
-
-
-def _scale(raw: np.ndarray, depth: int, *, up: bool) -> np.ndarray:
-    top = (1 << depth) - 1
-    factor = 65535 / top if up else top / 65535
-    return np.rint(raw.astype(np.float64) * factor).astype(np.uint16)
 
 
 def _exif(raw: bytes | None) -> bytes | None:
@@ -78,7 +72,7 @@ def read_heif(fh, path: Path) -> Image:
     mode = _MODES[channels]
     if data.dtype == np.uint16:
         # libheif's 16-bit samples carry the depth's bits at the top: take the raw value back.
-        data = _scale(data >> (16 - depth), depth, up=True)
+        data = to_u16(data >> (16 - depth), depth)
         mode += f";{depth}"
     info = {
         "icc_profile": heif.info.get("icc_profile") or None,
@@ -100,7 +94,7 @@ def heif_encoder(data: np.ndarray, has_alpha: bool, info: dict, quality: int):
     channels = 1 if data.ndim == 2 else data.shape[2]
     mode = _MODES[channels]
     if data.dtype == np.uint16:
-        data = np.ascontiguousarray(_scale(data, 10, up=False) << 6)
+        data = np.ascontiguousarray(from_u16(data, 10) << 6)
         mode += ";16"
     meta = {k: info[k] for k in ("exif", "xmp") if info.get(k)}
 

@@ -188,3 +188,20 @@ def premultiply(straight: np.ndarray, alpha: np.ndarray, dtype) -> np.ndarray:
     if straight.ndim == 3:
         a = a[..., None]
     return to_dtype(np.asarray(straight, np.float64) * a / top, dtype, policy="clip")
+
+
+# -- samples deeper than 8 bits, carried on uint16's whole range -------------------------------
+
+
+def to_u16(data: np.ndarray, depth: int) -> np.ndarray:
+    """Samples of ``depth`` bits onto uint16's range, exactly invertible by :func:`from_u16`."""
+    if depth == 16:
+        return data.astype(np.uint16)
+    return np.rint(data.astype(np.float64) * (65535 / ((1 << depth) - 1))).astype(np.uint16)
+
+
+def from_u16(data: np.ndarray, depth: int) -> np.ndarray:
+    """uint16 samples back to ``depth`` bits (rounded), as :func:`to_u16` scaled them."""
+    if depth == 16:
+        return np.ascontiguousarray(data, dtype=np.uint16)
+    return np.ascontiguousarray(np.rint(data.astype(np.float64) * (((1 << depth) - 1) / 65535)).astype(np.uint16))

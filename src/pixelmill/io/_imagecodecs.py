@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InvalidImageError, UnsupportedImageError
 from ._formats import _one_line
-from ._image import Image
+from ._image import Image, from_u16, to_u16
 from ._metadata import _clean_exif, _orient
 
 
@@ -298,7 +298,7 @@ def _avif_depth(head: bytes) -> int | None:
 
 def _read_avif_deep(fh, path: Path, depth: int) -> Image:
     """A 10- or 12-bit AVIF by libavif (imagecodecs), scaled exactly onto uint16's range
-    (``round(x * 65535 / (2**depth - 1))``, which :func:`_avif_encoder` undoes exactly), so
+    (:func:`~._image.to_u16`, which :func:`_avif_encoder` undoes exactly), so
     that every operation's dtype rules hold."""
     ic = _codecs()
     fh.seek(0)
@@ -308,8 +308,7 @@ def _read_avif_deep(fh, path: Path, depth: int) -> Image:
         raise InvalidImageError(
             f"AVIF file {str(path)!r} is corrupt or truncated (libavif: {_one_line(exc)})"
         ) from None
-    top = (1 << depth) - 1
-    data = np.rint(data.astype(np.float64) * (65535 / top)).astype(np.uint16)
+    data = to_u16(data, depth)
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[..., 0]
     channels = 1 if data.ndim == 2 else data.shape[2]
@@ -323,8 +322,7 @@ def _avif_encoder(data: np.ndarray, info: dict, quality: int):
     """16-bit samples to a 10- or 12-bit AVIF (the source's depth; 12 when unknown)."""
     ic = _codecs()
     depth = int(info.get("avif_depth") or 12)
-    top = (1 << depth) - 1
-    samples = np.ascontiguousarray(np.rint(data.astype(np.float64) * (top / 65535)).astype(np.uint16))
+    samples = from_u16(data, depth)
 
     def encode(fh):
         fh.write(bytes(ic.avif_encode(samples, level=quality, bitspersample=depth)))
@@ -348,19 +346,6 @@ def _jpeg2k_layout(head: bytes) -> tuple[int, int] | None:
     return components, max((s & 0x7F) + 1 for s in sizes)
 
 
-def _to_u16(data: np.ndarray, depth: int) -> np.ndarray:
-    """Samples of ``depth`` bits onto uint16's range, exactly invertible by :func:`_from_u16`."""
-    if depth == 16:
-        return data.astype(np.uint16)
-    return np.rint(data.astype(np.float64) * (65535 / ((1 << depth) - 1))).astype(np.uint16)
-
-
-def _from_u16(data: np.ndarray, depth: int) -> np.ndarray:
-    if depth == 16:
-        return np.ascontiguousarray(data, dtype=np.uint16)
-    return np.ascontiguousarray(np.rint(data.astype(np.float64) * (((1 << depth) - 1) / 65535)).astype(np.uint16))
-
-
 def _read_jpeg2k_deep(fh, path: Path, depth: int) -> Image:
     """A JPEG 2000 colour image of more than 8 bits by OpenJPEG (imagecodecs), at full depth."""
     ic = _codecs()
@@ -371,7 +356,7 @@ def _read_jpeg2k_deep(fh, path: Path, depth: int) -> Image:
         raise InvalidImageError(
             f"JPEG 2000 file {str(path)!r} is corrupt or truncated (OpenJPEG: {_one_line(exc)})"
         ) from None
-    data = _to_u16(data, depth)
+    data = to_u16(data, depth)
     channels = 1 if data.ndim == 2 else data.shape[2]
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels] + f";{depth}"
     return Image(data=data, has_alpha=channels in (2, 4), mode=mode, format="JPEG2000",
@@ -383,7 +368,7 @@ def _jpeg2k_encoder(data: np.ndarray, info: dict):
     """16-bit colour JPEG 2000, lossless, at the source's depth (16 when unknown)."""
     ic = _codecs()
     depth = int(info.get("j2k_depth") or 16)
-    samples = _from_u16(data, depth)
+    samples = from_u16(data, depth)
 
     def encode(fh):
         fh.write(bytes(ic.jpeg2k_encode(samples, level=0, reversible=True, bitspersample=depth)))
