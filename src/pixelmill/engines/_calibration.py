@@ -62,8 +62,8 @@ PRUNE_MIN_S = 0.02
 GENERAL_TAPS = 49
 #: The FFT path's cost is measured on this kernel side and image size (one thread).
 FFT_PROBE_SIDE, FFT_PROBE_MP = 11, 0.1
-#: The FFT path on a tiled engine (threads: one FFT per tile and channel) against the numba
-#: engine's strips, same workers: measured 2.31 s vs 1.92 s (24 MP RGB, 15x15, 2 workers).
+#: The FFT path on a tiled engine (threads: one FFT per tile and channel) costs more than on
+#: the numba engine's strips with the same workers: smaller blocks, more edges per sample.
 FFT_TILED_COST = 1.2
 #: Tile sizes tried for the ``threads`` engine, in bytes of output per tile.
 TILE_BYTES = (1 << 20, 4 << 20)

@@ -300,21 +300,26 @@ def _read_avif_deep(fh, path: Path, depth: int) -> Image:
     """A 10- or 12-bit AVIF by libavif (imagecodecs), scaled exactly onto uint16's range
     (:func:`~._image.to_u16`, which :func:`_avif_encoder` undoes exactly), so
     that every operation's dtype rules hold."""
-    ic = _codecs()
+    return _read_deep(fh, path, depth, "AVIF", "libavif", _codecs().avif_decode, "avif_depth")
+
+
+def _read_deep(fh, path: Path, depth: int, fmt: str, codec: str, decode, depth_key: str) -> Image:
+    """``fmt`` samples of ``depth`` bits decoded whole by ``decode``, on uint16's range."""
     fh.seek(0)
     try:
-        data = ic.avif_decode(fh.read())
+        data = decode(fh.read())
     except Exception as exc:
+        name = "JPEG 2000" if fmt == "JPEG2000" else fmt
         raise InvalidImageError(
-            f"AVIF file {str(path)!r} is corrupt or truncated (libavif: {_one_line(exc)})"
+            f"{name} file {str(path)!r} is corrupt or truncated ({codec}: {_one_line(exc)})"
         ) from None
     data = to_u16(data, depth)
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[..., 0]
     channels = 1 if data.ndim == 2 else data.shape[2]
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels] + f";{depth}"
-    return Image(data=data, has_alpha=channels in (2, 4), mode=mode, format="AVIF",
-                 info={"icc_profile": None, "exif": None, "orientation": 1, "avif_depth": depth},
+    return Image(data=data, has_alpha=channels in (2, 4), mode=mode, format=fmt,
+                 info={"icc_profile": None, "exif": None, "orientation": 1, depth_key: depth},
                  path=path)
 
 
@@ -348,20 +353,7 @@ def _jpeg2k_layout(head: bytes) -> tuple[int, int] | None:
 
 def _read_jpeg2k_deep(fh, path: Path, depth: int) -> Image:
     """A JPEG 2000 colour image of more than 8 bits by OpenJPEG (imagecodecs), at full depth."""
-    ic = _codecs()
-    fh.seek(0)
-    try:
-        data = ic.jpeg2k_decode(fh.read())
-    except Exception as exc:
-        raise InvalidImageError(
-            f"JPEG 2000 file {str(path)!r} is corrupt or truncated (OpenJPEG: {_one_line(exc)})"
-        ) from None
-    data = to_u16(data, depth)
-    channels = 1 if data.ndim == 2 else data.shape[2]
-    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels] + f";{depth}"
-    return Image(data=data, has_alpha=channels in (2, 4), mode=mode, format="JPEG2000",
-                 info={"icc_profile": None, "exif": None, "orientation": 1, "j2k_depth": depth},
-                 path=path)
+    return _read_deep(fh, path, depth, "JPEG2000", "OpenJPEG", _codecs().jpeg2k_decode, "j2k_depth")
 
 
 def _jpeg2k_encoder(data: np.ndarray, info: dict):

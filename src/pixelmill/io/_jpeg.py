@@ -23,7 +23,7 @@ def _turbo_decode(fh, im, fmt: str) -> np.ndarray | None:
     if fmt != "JPEG" or im.mode not in ("RGB", "L"):
         return None
     fh.seek(0)
-    # Never more than the image could need: a JPEG with a 2 GB tail is decoded from its
+    # Never more than the image could need: a JPEG with a long tail is decoded from its
     # first bytes (the decoder stops at the end-of-image marker), not read whole.
     raw = fh.read(max_jpeg_bytes(im.size[0] * im.size[1]))
     try:

@@ -176,8 +176,8 @@ def _strip(src, dst, r0, kernel_shape, spectrum, shape, precision, store) -> Non
     step_r, step_c = n - kh + 1, m - kw + 1
     hh = min(step_r, h - r0)
     rows = src[r0 : r0 + n]
-    # One contiguous N x M plane per transform: pocketfft is fastest on those (measured 1.5 to
-    # 2 times faster than batched or channel-interleaved transforms of the same blocks).
+    # One contiguous N x M plane per transform: pocketfft is fastest on those, faster than
+    # batched or channel-interleaved transforms of the same blocks.
     tile = scratch("fft.tile", (n, m), precision)
     for c0 in range(0, w, step_c):
         cw = min(step_c, w - c0)
@@ -198,16 +198,15 @@ def _strip(src, dst, r0, kernel_shape, spectrum, shape, precision, store) -> Non
 
 
 #: The ``auto`` method's costs, in the time of one general-path tap per output sample on
-#: each flavour, measured on a 2-core x86 machine (1.5 MP RGB uint8, one thread, ``clip``,
-#: each path against that flavour's direct 15x15 general path): an FFT correlation (256 x 256
-#: to 384 x 384 FFT blocks, roughly flat in the kernel's size: numba 114 taps at 15x15, 91 at
-#: 31x31; numpy 13 and 17, its direct taps being whole-array passes), and a separable pass per
-#: tap of ``kh + kw`` (a 15-tap Gaussian: numba 19 taps for 30, numpy 13) plus a fixed cost.
+#: each flavour: an FFT correlation (roughly flat in the kernel's size, since its blocks are
+#: 256 to 384 a side; the numpy flavour's direct taps are whole-array passes, so its FFT costs
+#: fewer of them), and a separable pass per tap of ``kh + kw`` plus a fixed cost. The
+#: figures behind them are in the commit that set them.
 FFT_COST_TAPS = {"numpy": 16.0, "numba": 100.0}
 SEPARABLE_TAP_COST = {"numpy": 0.45, "numba": 0.6}
 SEPARABLE_TERM_COST = {"numpy": 1.0, "numba": 1.0}
 #: ``auto`` chooses the FFTs or the low-rank split only for kernels of at least this many
-#: taps (numba's measured FFT crossover, 10 x 10): below it every flavour sums directly, and
+#: taps (where the FFT starts to beat numba's direct sum): below it every flavour sums directly, and
 #: the flavours agree bit for bit, as before these paths existed.
 MIN_TAPS = 100
 #: At most this many distinct nonzero weights: the numba flavour's exact level sums

@@ -103,8 +103,8 @@ def _float_work_dtype(result_dtype, flavour: str) -> np.dtype:
 
 #: Sample dtypes the numba kernels are compiled for (bool is read as uint8). Other images
 #: (float16) are converted to the work dtype first, and float64 work runs the numpy flavour's
-#: code: one compiled specialisation per dtype costs 10-90 s, and float64 variants would
-#: double them for no speed that matters.
+#: code: every compiled specialisation adds to the first run's compile time, and float64
+#: variants would double them for no speed that matters.
 _NUMBA_SAMPLES = tuple(
     np.dtype(t) for t in (np.bool_, np.uint8, np.uint16, np.int8, np.int16, np.uint32, np.int32, np.float32, np.float64)
 )
