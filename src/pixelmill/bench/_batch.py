@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._harness import MIN_PAIRS, Group, MemoryProbe, apply_measurement, measure, median_ratio
+from ._harness import Group, MemoryProbe, apply_measurement, measure, median_ratio, timing
 from ._records import Record
 from ._targets import Target, ok_records
 
@@ -152,12 +152,15 @@ def plan(ctx) -> list[Group]:
     base = dict(ctx.spec_common(), suite=NAME, library=str(lib), tiny_library=str(tiny), refs=refs, mp=mp, images=n,
                 out=str(ctx.workdir / "batch-out"), quality=QUALITY, subsampling=subsampling)
     groups = [Group(NAME, "python-process", "baseline", ENTRY_POINT,
-                    dict(base, method="python-process", kind="baseline", largest=largest[0]))]
+                    dict(base, method="python-process", kind="baseline", largest=largest[0], quick=o["quick"]))]
     variants = [[1, "serial"]] + ([[W, "threads"], [W, "processes"]] if W > 1 else [])
     groups.append(Group(NAME, "floor", "baseline", ENTRY_POINT,
                         dict(base, method="floor", kind="baseline", case="decode+encode", op=None, variants=variants)))
+    # A quick run times auto alone among the engines: the paired rounds already time it against
+    # the engine it runs and the floor, and each further engine is a fresh process per case.
+    engines = ["auto"] if o["quick"] and "auto" in o["engines"] else o["engines"]
     for case, op_spec in cases.items():
-        for engine in o["engines"]:
+        for engine in engines:
             if engine == "loops":
                 continue  # pure Python over whole photographs would take hours (invert-scaling shows its rate)
             groups.append(Group(NAME, engine, "engine", ENTRY_POINT,
@@ -390,7 +393,7 @@ def run_method(spec: dict) -> list[Record]:
 
         fn, rec_case, note = _runner(method, kind, w, lib, state, names, spec, pool)
         constant = _constant_rss(spec, w) if kind == "engine" else None
-        m = measure(fn, repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"], setup=setup)
+        m = measure(fn, **timing(spec), setup=setup)
         rec = Record(suite=NAME, method=method, kind=kind, case=rec_case, size=spec["images"], size_unit="images",
                      workers=w, notes=note, constant_rss_mb=constant)
         apply_measurement(rec, m, megapixels=spec["mp"])
@@ -408,7 +411,7 @@ PAIRED_PEER = "cv2"
 
 def _run_paired(spec: dict) -> list[Record]:
     """``auto`` for each case, the floor (threads) and :data:`PAIRED_PEER` for each case, each
-    batch in turn in this process: one untimed round, then at least :data:`MIN_PAIRS` rounds
+    batch in turn in this process: one untimed round, then at least ``spec["min_pairs"]`` rounds
     (at least 3 when they take over 3 x ``budget_s``), the order reversed every other round.
     One ``paired`` record per member, its outputs of the last round checked as its own
     record's are, its peak memory the highest of its runs."""
@@ -433,8 +436,9 @@ def _run_paired(spec: dict) -> list[Record]:
         runs.append({"rec": rec, "fn": fn, "state": state, "member": (method, kind, case), "slot": len(runs),
                      "times": [], "peak": 0.0, "before": None, "processes": 1})
     start = time.perf_counter()
-    for k in range(MIN_PAIRS + 1):  # round 0 warms up (pools, compiled kernels, the file cache)
-        last = k == MIN_PAIRS or (k >= 3 and spec["budget_s"] is not None
+    min_pairs = spec["min_pairs"]
+    for k in range(min_pairs + 1):  # round 0 warms up (pools, compiled kernels, the file cache)
+        last = k == min_pairs or (k >= 3 and spec["budget_s"] is not None
                                   and time.perf_counter() - start > 3 * spec["budget_s"])
         for run in runs if k % 2 == 0 else runs[::-1]:
             state = run["state"]
@@ -638,7 +642,7 @@ def _run_memory_baselines(spec: dict) -> list[Record]:
     src = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p))
     times, rss, failed = [], [], []
-    for _ in range(max(1, spec["repeats"])):
+    for _ in range(1 if spec["quick"] else max(1, spec["repeats"])):  # seconds each; a quick run needs one
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, env=env, text=True)
@@ -665,8 +669,7 @@ def _run_memory_baselines(spec: dict) -> list[Record]:
                       "Python's own share of a batch run's constant)"
                       + (f"; failed: {'; '.join(failed)}" if failed else ""))
     path = Path(spec["library"]) / spec["largest"]
-    m = measure(lambda: read_image(path).data, repeats=spec["repeats"], warmup=spec["warmup"],
-                budget_s=spec["budget_s"])
+    m = measure(lambda: read_image(path).data, **timing(spec))
     data = m.result
     h, w = data.shape[:2]
     largest = Record(suite=NAME, method="largest-image", kind="baseline", case="decode:largest", size=1,

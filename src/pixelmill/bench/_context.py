@@ -89,4 +89,5 @@ class Context:
 
     def spec_common(self) -> dict:
         o = self.opts
-        return {"repeats": o["repeats"], "warmup": o["warmup"], "budget_s": o["budget_s"]}
+        return {"repeats": o["repeats"], "warmup": o["warmup"], "budget_s": o["budget_s"],
+                "min_timed_s": o["min_timed_s"], "min_pairs": o["min_pairs"]}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._harness import MIN_PAIRS, Group, apply_measurement, measure, median_ratio, pair_with_delegate, time_in_turn
+from ._harness import Group, apply_measurement, measure, median_ratio, pair_with_delegate, time_in_turn, timing
 from ._records import Record
 from ._targets import Target, ok_records
 
@@ -84,7 +84,7 @@ def run_memcpy(spec: dict) -> list[Record]:
         bounds = [(int(p[0]), int(p[-1]) + 1) for p in parts if p.size]
         pools.append(ThreadPoolExecutor(max_workers=w))
         copies[w] = copier(pools[-1], bounds)
-        m = measure(copies[w], repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"])
+        m = measure(copies[w], **timing(spec))
         rec = Record(suite=NAME, method="memcpy", kind="baseline", case=MEMCPY_CASE, size=spec["mp"],
                      size_unit="MP", workers=w)
         apply_measurement(rec, m, megapixels=spec["mp"])
@@ -94,19 +94,20 @@ def run_memcpy(spec: dict) -> list[Record]:
                      "parts on as many threads: the memory bandwidth the engines share")
         m.result = None
         records.append(rec)
-    _speedup_in_turn(records, copies, spec["budget_s"])
+    _speedup_in_turn(records, copies, spec)
     for pool in pools:
         pool.shutdown()
     return records
 
 
-def _speedup_in_turn(records: list[Record], runs: dict, budget_s: float | None) -> None:
-    """Time ``runs`` (worker count -> a call at that count) in turn, :data:`MIN_PAIRS` rounds,
+def _speedup_in_turn(records: list[Record], runs: dict, spec: dict) -> None:
+    """Time ``runs`` (worker count -> a call at that count) in turn, ``spec["min_pairs"]`` rounds,
     and set each multi-worker record's ``speedup_paired``: the median over rounds of the
     one-worker time over its own."""
     if 1 not in runs or len(runs) < 2:
         return
-    times = time_in_turn({str(w): run for w, run in runs.items()}, rounds=MIN_PAIRS, budget_s=budget_s)
+    times = time_in_turn({str(w): run for w, run in runs.items()}, rounds=spec["min_pairs"],
+                        budget_s=spec["budget_s"])
     for rec in records:
         if rec.workers != 1 and str(rec.workers) in times:
             rec.speedup_paired = median_ratio(times["1"], times[str(rec.workers)])
@@ -129,8 +130,7 @@ def run_method(spec: dict) -> list[Record]:
             rec = Record(suite=NAME, method=spec["method"], kind="engine", case=op.label, size=spec["mp"],
                          size_unit="MP", workers=w)
             with make_engine(spec["method"], w) as engine:
-                m = measure(lambda: engine.run(op, image, border=BORDER), repeats=spec["repeats"],
-                            warmup=spec["warmup"], budget_s=spec["budget_s"])
+                m = measure(lambda: engine.run(op, image, border=BORDER), **timing(spec))
                 chose = getattr(engine, "last_choice", None)
                 pair_with_delegate(rec, engine, lambda e: e.run(op, image, border=BORDER), runs=len(m.times),
                                    budget_s=spec["budget_s"], rivals=spec["engines"], shape=image.shape,
@@ -151,7 +151,7 @@ def run_method(spec: dict) -> list[Record]:
                     engine.run(op, image, border=BORDER)  # pools started, kernels compiled
                 _speedup_in_turn([r for r in records if r.case == op.label],
                                  {w: (lambda e=e, op=op: e.run(op, image, border=BORDER)) for w, e in engines.items()},
-                                 spec["budget_s"])
+                                 spec)
     return records
 
 

@@ -8,7 +8,7 @@ filter boundaries. The serial engines run a bank one filter at a time either way
 
 from __future__ import annotations
 
-from ._harness import Group, apply_measurement, measure, pair_with_delegate
+from ._harness import Group, apply_measurement, measure, pair_with_delegate, timing
 from ._records import Record
 
 NAME = "filter-bank"
@@ -63,12 +63,11 @@ def run_method(spec: dict) -> list[Record]:
                 def work(eng):
                     return eng.run_many(ops, image, border=BORDER)
                 last = ops
-            m = measure(lambda: work(engine), repeats=spec["repeats"], warmup=spec["warmup"],
-                        budget_s=spec["budget_s"])
+            m = measure(lambda: work(engine), **timing(spec))
             rec = Record(suite=NAME, method=spec["method"], kind="engine", case=f"bank:{mode}", size=spec["mp"],
                          size_unit="MP", workers=spec["workers"])
             if len(ran) <= 1:  # one engine ran the whole bank: auto can be timed beside it
-                pair_with_delegate(rec, engine, work, runs=len(m.times), budget_s=spec["budget_s"],
+                pair_with_delegate(rec, engine, work, runs=len(m.times), min_pairs=spec["min_pairs"], budget_s=spec["budget_s"],
                                    rivals=spec["engines"], shape=image.shape,
                                    itemsize=max(op.out_dtype(image.dtype).itemsize for op in last))
             apply_measurement(rec, m, megapixels=spec["mp"])

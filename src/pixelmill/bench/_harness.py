@@ -189,6 +189,10 @@ class BenchOptions:
             "isolate": self.isolate,
             "seed": self.seed,
             "budget_s": self.budget_s if self.budget_s is not None else (2.0 if q else 60.0),
+            # A quick run's figures are indicative anyway: shorter timed spans and fewer rounds in
+            # turn keep it within its minute and a half.
+            "min_timed_s": QUICK_MIN_TIMED_S if q else MIN_TIMED_S,
+            "min_pairs": QUICK_MIN_PAIRS if q else MIN_PAIRS,
             "usable_cores": cores,
         }
 
@@ -393,18 +397,27 @@ MIN_TIMED_S = 0.5
 MAX_REPEAT_FACTOR = 10
 
 
+def timing(spec: dict) -> dict:
+    """The keyword arguments of :func:`measure` a suite's ``spec`` sets (repeats, warm-up, budget,
+    shortest timed span), as :meth:`Context.spec_common` put them there."""
+    return {key: spec[key] for key in ("repeats", "warmup", "budget_s", "min_timed_s") if key in spec}
+
+
 def measure(fn: Callable[[], object], *, repeats: int, warmup: int = 1, budget_s: float | None = None,
-            keep_result: bool = True, setup: Callable[[], None] | None = None) -> Measurement:
+            keep_result: bool = True, setup: Callable[[], None] | None = None,
+            min_timed_s: float | None = None) -> Measurement:
     """Run ``fn`` ``warmup`` times untimed, then up to ``repeats`` times timed.
 
     After the first timed run, the number of further runs is cut so that the measurement
     stays within ``budget_s`` seconds (always at least one timed run); a fast run is instead
-    repeated more, until the timed runs take :data:`MIN_TIMED_S` in all (at most
+    repeated more, until the timed runs take ``min_timed_s`` (:data:`MIN_TIMED_S`) in all (at most
     :data:`MAX_REPEAT_FACTOR` times ``repeats``): five runs of a few milliseconds say more
     about the machine's noise than about the code. The last run's return
     value is kept in ``result`` (for checking); earlier results are dropped before the next run
     so they do not inflate the memory peak. ``setup`` runs, untimed, before every run.
     """
+    if min_timed_s is None:
+        min_timed_s = MIN_TIMED_S
     warmup_s = None
     result = None
     for k in range(warmup):
@@ -427,8 +440,8 @@ def measure(fn: Callable[[], object], *, repeats: int, warmup: int = 1, budget_s
             result = fn()
             times.append(time.perf_counter() - t0)
             if len(times) == 1 and times[0] > 0:
-                if times[0] * repeats < MIN_TIMED_S:
-                    n = min(repeats * MAX_REPEAT_FACTOR, math.ceil(MIN_TIMED_S / times[0]))
+                if times[0] * repeats < min_timed_s:
+                    n = min(repeats * MAX_REPEAT_FACTOR, math.ceil(min_timed_s / times[0]))
                 if budget_s is not None:
                     n = max(1, min(n, int(budget_s // times[0])))
     return Measurement(times, warmup_s, probe.peak_mb, probe.before_mb, result if keep_result else None,
@@ -438,6 +451,10 @@ def measure(fn: Callable[[], object], *, repeats: int, warmup: int = 1, budget_s
 #: Fewest rounds :func:`pair_with_delegate` times (unless its budget runs out): enough that
 #: the median ratio stands when a few rounds are disturbed by other load or by the allocator.
 MIN_PAIRS = 9
+
+#: A quick run's :data:`MIN_PAIRS` and :data:`MIN_TIMED_S`.
+QUICK_MIN_PAIRS = 5
+QUICK_MIN_TIMED_S = 0.2
 
 #: A rival that takes this many times auto's time in the first timed round is not timed on:
 #: it cannot be the fastest member, and the rounds' budget is better spent on those that can.
@@ -495,7 +512,7 @@ def time_in_turn(members: dict[str, Callable[[], object]], *, rounds: int, budge
 
 
 def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *, runs: int,
-                       budget_s: float | None = None, rivals: tuple[str, ...] | list[str] = (),
+                       min_pairs: int = MIN_PAIRS, budget_s: float | None = None, rivals: tuple[str, ...] | list[str] = (),
                        shape: tuple[int, ...] = (1, 1), itemsize: int = 1) -> Record:
     """For an ``auto`` record: time ``work(engine)``, ``work(the engine auto went to)`` and
     ``work(rival)`` for each engine named in ``rivals`` in turn, in this process
@@ -509,7 +526,7 @@ def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *,
     code, and in-memory runs also differ by whether the allocator hands out fresh pages. A rival runs once untimed first (its pool or JIT starts), and is left out if that
     took :data:`WARMUP_OUT_OF_REACH` times auto's time and over a second; one that takes more
     than :data:`RIVAL_OUT_OF_REACH` times auto's time in the first round is not timed on.
-    At least :data:`MIN_PAIRS` rounds (within ``budget_s``), as single rounds of a run that
+    At least ``min_pairs`` rounds (:data:`MIN_PAIRS`; within ``budget_s``), as single rounds of a run that
     allocates large outputs vary widely even against the very same pool. Parallel rivals
     get ``engine.workers``, the others one. Other engines, and calls ``auto`` split over
     several engines, leave ``rec`` as it is.
@@ -552,7 +569,7 @@ def pair_with_delegate(rec: Record, engine, work: Callable[[object], object], *,
                     and times[label][0] > RIVAL_OUT_OF_REACH * times["auto"][0]]
 
         times = time_in_turn({label: (lambda e=e: work(e)) for label, e in members.items()},
-                             rounds=max(MIN_PAIRS, runs), budget_s=budget_s, drop_after_first=out_of_reach)
+                             rounds=max(min_pairs, runs), budget_s=budget_s, drop_after_first=out_of_reach)
     ratios = {label: median_ratio(times["auto"], ts) for label, ts in times.items() if label != "auto"}
     rec.auto_ran = choice.label
     rec.auto_paired = ratios[choice.label]

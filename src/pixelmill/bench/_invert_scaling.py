@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from ._harness import Group, apply_measurement, measure, pair_with_delegate
+from ._harness import Group, apply_measurement, measure, pair_with_delegate, timing
 from ._records import Record
 from ._targets import Target, ok_records
 
@@ -102,7 +102,7 @@ def _run_memcpy(spec, images, mps) -> list[Record]:
                 np.copyto(out, im)
             return outs
 
-        m = measure(copy_all, repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"])
+        m = measure(copy_all, **timing(spec))
         rec = _record(spec, n, workers=1, notes=("a copy of every image into arrays allocated and touched beforehand: "
                                                   "the memory-bandwidth floor of an inversion (engines also allocate "
                                                   "their outputs)"))
@@ -135,12 +135,11 @@ def _run_engine(spec, images, mps) -> list[Record]:
         records.append(_check(rec, [tiny], [out for _, out in first]))
         for n in spec["sizes"]:
             items = [(i, cls.flavour, images[i]) for i in range(n)]
-            m = measure(lambda: list(engine.map(_invert_item, items)), repeats=spec["repeats"],
-                        warmup=spec["warmup"], budget_s=spec["budget_s"])
+            m = measure(lambda: list(engine.map(_invert_item, items)), **timing(spec))
             rec = apply_measurement(_record(spec, n, workers=workers), m, megapixels=sum(mps[:n]))
             pair_with_delegate(rec, engine, lambda e: list(e.map(_invert_item, [(i, e.flavour, images[i])
                                                                                 for i in range(n)])),
-                               runs=len(m.times), budget_s=spec["budget_s"], rivals=spec["engines"])
+                               runs=len(m.times), min_pairs=spec["min_pairs"], budget_s=spec["budget_s"], rivals=spec["engines"])
             outs = [out for _, out in sorted(m.result, key=lambda r: r[0])]
             _check(rec, images[:n], outs)
             rec.notes = f"Engine.map over the images, warm pool ({workers} worker{'s' if workers > 1 else ''})"
@@ -159,8 +158,7 @@ def _run_loops(spec, images, mps) -> list[Record]:
     crop_mp = crop.shape[0] * crop.shape[1] / 1e6
     with make_engine("loops") as engine:
         items = [(0, "python", crop)]
-        m = measure(lambda: list(engine.map(_invert_item, items)), repeats=spec["repeats"], warmup=spec["warmup"],
-                    budget_s=spec["budget_s"])
+        m = measure(lambda: list(engine.map(_invert_item, items)), **timing(spec))
     s_per_mp = [t / crop_mp for t in m.times]
     records = []
     for n in spec["sizes"]:

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ._harness import Group, apply_measurement, measure, pair_with_delegate
+from ._harness import Group, apply_measurement, measure, pair_with_delegate, timing
 from ._records import Record
 from ._targets import Target, ok_records
 
@@ -322,7 +322,7 @@ def run_method(spec: dict) -> list[Record]:
             rec = rec_for(op_spec, w)
             if spec["kind"] == "peer":
                 set_threads(method, w)
-                m = measure(lambda: fn(image), repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"])
+                m = measure(lambda: fn(image), **timing(spec))
             else:
                 m, margin, note = _measure_pixelmill(spec, method, op_spec, image, w, rec)
             apply_measurement(rec, m, megapixels=spec["mp"])
@@ -350,9 +350,9 @@ def _measure_pixelmill(spec, engine_name, op_spec, image, workers, rec):
         return uint8_result(e.run(op, image, border=BORDER), op_spec)
 
     with make_engine(engine_name, workers) as engine:
-        m = measure(lambda: work(engine), repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"])
+        m = measure(lambda: work(engine), **timing(spec))
         chose = getattr(engine, "last_choice", None)
-        pair_with_delegate(rec, engine, work, runs=len(m.times), budget_s=spec["budget_s"],
+        pair_with_delegate(rec, engine, work, runs=len(m.times), min_pairs=spec["min_pairs"], budget_s=spec["budget_s"],
                            rivals=spec["engines"], shape=image.shape, itemsize=op.out_dtype(image.dtype).itemsize)
     return m, 0, ("pixelmill Engine.run with the default policy (uint8 out), a new output array per run"
                   + (f"; auto ran {chose.label}" if chose else ""))
