@@ -1,12 +1,16 @@
 """``pixelmill bench``: the benchmark harness.
 
-Five suites (:data:`SUITES`) time pixelmill's engines against each other and against other
+The suites (:data:`SUITES`) time pixelmill's engines against each other and against other
 libraries, check every result against a reference, and write ``results.csv``,
 ``results.json``, one PNG plot per suite and a ``report.md`` that states the conclusions.
-Names are loaded on first use, so ``pixelmill --help`` does not pay for the harness.
+A run with no suite named runs :data:`DEFAULT_SUITES`; an :data:`OPT_IN` suite runs only
+when named. Names are loaded on first use, so ``pixelmill --help``
+does not pay for the harness.
 
->>> from pixelmill.bench import SUITES, BenchOptions
+>>> from pixelmill.bench import SUITES, DEFAULT_SUITES, BenchOptions
 >>> list(SUITES)
+['invert-scaling', 'convolve-speedup', 'filter-bank', 'peers', 'batch']
+>>> list(DEFAULT_SUITES)
 ['invert-scaling', 'convolve-speedup', 'filter-bank', 'peers', 'batch']
 >>> BenchOptions(quick=True).resolved()["sizes"]
 [1, 4, 12]
@@ -15,7 +19,7 @@ Names are loaded on first use, so ``pixelmill --help`` does not pay for the harn
 import importlib
 
 _WHERE = {
-    "SUITES": "_suites", "BenchRun": "_runner", "run_bench": "_runner",
+    "SUITES": "_suites", "DEFAULT_SUITES": "_suites", "OPT_IN": "_suites", "BenchRun": "_runner", "run_bench": "_runner",
     "BenchOptions": "_harness", "MemoryProbe": "_harness", "measure": "_harness",
     "Record": "_records", "RECORD_FIELDS": "_records", "load_results": "_records",
     "rerender": "_report", "QUICK_CAVEAT": "_report",

@@ -41,8 +41,12 @@ __all__ = [
     "Group",
     "Measurement",
     "MemoryProbe",
+    "ProcessRun",
     "measure",
     "run_group",
+    "run_job",
+    "run_process",
+    "worker_env",
     "MEMORY_METHOD",
     "TIMING_METHOD",
 ]
@@ -102,6 +106,9 @@ class BenchOptions:
         Seed for picking images.
     budget_s : float, optional
         Seconds per measurement after which fewer repeats are run.
+    huge_gp : float, optional
+        Gigapixels of the ``huge`` suite's RGB TIFF (its zarr image is ten times as large):
+        1.0 by default, 0.05 quick; tests run it at a few megapixels.
     """
 
     quick: bool = False
@@ -121,6 +128,7 @@ class BenchOptions:
     library_max_pixels: int | None = None
     batch_images: int | None = None
     bank_mp: float | None = None
+    huge_gp: float | None = None
     group_timeout_s: float = 1800.0
 
     def resolved(self) -> dict:
@@ -169,6 +177,9 @@ class BenchOptions:
         image_mp = self.image_mp if self.image_mp is not None else (2.0 if q else 24.0)
         if not image_mp > 0:
             raise InvalidParameterError(f"image size must be a positive number of megapixels, got {image_mp!r}")
+        huge_gp = self.huge_gp if self.huge_gp is not None else (0.05 if q else 1.0)
+        if not (isinstance(huge_gp, (int, float)) and huge_gp > 0):
+            raise InvalidParameterError(f"the huge image must be a positive number of gigapixels, got {huge_gp!r}")
         return {
             "quick": q,
             "library": str(self.library) if self.library else None,
@@ -184,6 +195,7 @@ class BenchOptions:
             "sigma": self.sigma,
             "image_mp": image_mp,
             "bank_mp": self.bank_mp if self.bank_mp is not None else (1.0 if q else 6.0),
+            "huge_gp": float(huge_gp),
             "batch_images": self.batch_images or (12 if q else 200),
             "engines": engines,
             "isolate": self.isolate,
@@ -203,9 +215,9 @@ class BenchOptions:
 _HWM = re.compile(r"VmHWM:\s+(\d+)\s+kB")
 
 
-def _read_hwm() -> int | None:
+def _read_hwm(pid="self") -> int | None:
     try:
-        with open("/proc/self/status", encoding="ascii") as fh:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
             m = _HWM.search(fh.read())
         return int(m.group(1)) * 1024 if m else None
     except OSError:
@@ -273,13 +285,19 @@ class MemoryProbe:
     ``most_processes`` counts this process and its descendants less multiprocessing's and loky's
     helpers (:data:`HELPER_MARKERS`), as seen at those refreshes: a worker living for less than
     that may be missed; the pools timed here live for a whole run of the measured function.
+
+    With ``pid`` the probe measures that process and its descendants instead of this one (a
+    whole program started with :func:`run_process`): its own peak is the largest ``VmHWM`` read
+    while it lived (a fresh process's high-water mark is its lifetime's), plus the children's
+    sampled peak; an exited process counts as 0 from then on.
     """
 
-    def __init__(self, interval: float = 0.005):
+    def __init__(self, interval: float = 0.005, *, pid: int | None = None):
         self.interval = interval
         self.peak_mb: float | None = None
         self.before_mb: float | None = None
         self.most_processes = 1
+        self._root = pid
 
     def _refresh_kids(self):
         pids = _proc_children(self._pid) if self._linux else None
@@ -317,6 +335,12 @@ class MemoryProbe:
         if now - self._kids_at > KIDS_REFRESH_S:
             self._refresh_kids()
             self._kids_at = now
+        if self._root is not None:
+            own = self._rss(self._pid)
+            hwm = _read_hwm(self._pid) if self._linux else None
+            if hwm is not None:
+                self._root_hwm = max(self._root_hwm, hwm)
+            return own, sum(self._rss(kid) for kid in self._kids)
         own = _proc_rss(self._pid) if self._linux else None
         if own is None:
             own = self._proc.memory_info().rss
@@ -341,17 +365,18 @@ class MemoryProbe:
     def __enter__(self):
         import psutil
 
-        self._pid = os.getpid()
-        self._proc = psutil.Process()
+        self._pid = os.getpid() if self._root is None else self._root
+        self._root_hwm = 0
         try:
+            self._proc = psutil.Process(self._pid)
             self._own_cmd = " ".join(self._proc.cmdline())
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a measured program may be gone already
             self._own_cmd = ""
         self._kinds: dict[int, bool] = {}
         self._forked: set[int] = set()
-        self._linux = _proc_rss(self._pid) is not None
+        self._linux = os.path.exists(f"/proc/{os.getpid()}/statm")
         self._kids, self._kids_at = [], -1.0
-        self._exact = _reset_hwm()
+        self._exact = _reset_hwm() if self._root is None else False
         own, kids = self._sample()
         self.before_mb = (own + kids) / 2**20
         self._peak_total, self._peak_kids = own + kids, kids
@@ -370,6 +395,8 @@ class MemoryProbe:
             # The exact own peak plus the children's sampled peak: exact without children,
             # an upper bound with them (the two peaks need not coincide).
             peak = max(peak, hwm + self._peak_kids)
+        if self._root is not None:
+            peak = max(peak, self._root_hwm + self._peak_kids)
         self.peak_mb = peak / 2**20
         return False
 
@@ -628,31 +655,94 @@ def run_group(group: Group, *, workdir: Path, isolate: bool = True, timeout: flo
             return [Record.from_dict(d) for d in _call(group.target, group.spec)]
         except Exception as exc:  # noqa: BLE001 - reported in the results instead
             return [_error_record(group, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")]
+    run = run_job(group.target, group.spec, workdir=workdir, name=f"{group.suite}--{group.method}",
+                  timeout=timeout, measure_memory=False)
+    if run.timed_out:
+        return [_error_record(group, f"timed out after {timeout:g} s")]
+    if run.failed:
+        return [_error_record(group, f"worker exited with code {run.returncode}: {run.stderr_tail}")]
+    return [Record.from_dict(d) for d in run.result]
+
+
+def worker_env() -> dict:
+    """This process's environment with this very pixelmill first on ``PYTHONPATH``, installed or
+    not: what every process the benchmark starts (workers, measured programs, cluster workers) runs with."""
+    src = str(Path(__file__).resolve().parents[2])
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p))
+
+
+@dataclass
+class ProcessRun:
+    """One program run by :func:`run_process`: its wall time (start to exit, interpreter start-up
+    included, as its user pays it), the peak RSS of its process tree, and how it ended."""
+
+    seconds: float
+    peak_mb: float | None
+    returncode: int | None
+    processes: int = 1
+    stdout: str = ""
+    stderr_tail: str = ""
+    timed_out: bool = False
+    #: For :func:`run_job`: what the job function returned (a list of dicts), else None.
+    result: list | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.timed_out or self.returncode != 0
+
+
+def run_process(argv: list[str], *, stderr_path: Path, env: dict | None = None, timeout: float = 1800.0,
+                measure_memory: bool = True, capture_stdout: bool = False) -> ProcessRun:
+    """Run ``argv`` as a whole program and measure it from outside: wall time, and (with
+    ``measure_memory``) the peak RSS of its process tree (:class:`MemoryProbe` with ``pid``),
+    which leaves out this process and anything else it started. stderr goes to
+    ``stderr_path``; a program still running after ``timeout`` seconds is killed with its tree."""
+    from contextlib import nullcontext
+
+    with open(stderr_path, "w", encoding="utf-8") as errfh:
+        t0 = time.perf_counter()
+        # Its own session, so a timeout or Ctrl-C also ends the program's pool processes.
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
+                                stderr=errfh, env=env if env is not None else worker_env(),
+                                start_new_session=os.name == "posix", text=True)
+        timed_out = False
+        probe = MemoryProbe(pid=proc.pid) if measure_memory else None
+        try:
+            with probe if probe is not None else nullcontext():
+                try:
+                    stdout, _ = proc.communicate(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                    stdout = ""
+                    _kill_tree(proc)
+        except BaseException:
+            _kill_tree(proc)
+            raise
+        seconds = time.perf_counter() - t0
+    tail = " | ".join(Path(stderr_path).read_text(encoding="utf-8", errors="replace").strip().splitlines()[-15:])
+    return ProcessRun(seconds=seconds, peak_mb=probe.peak_mb if probe else None, returncode=proc.returncode,
+                      processes=probe.most_processes if probe else 1, stdout=stdout or "", stderr_tail=tail,
+                      timed_out=timed_out)
+
+
+def run_job(target: str, spec: dict, *, workdir: Path, name: str, timeout: float = 1800.0,
+            measure_memory: bool = True) -> ProcessRun:
+    """``target(spec)`` (``"module:function"``) in a fresh Python process (``python -m
+    pixelmill.bench._worker``), measured as a whole program by :func:`run_process`; what the
+    function returned is in ``result``."""
     jobs = Path(workdir) / "jobs"
     jobs.mkdir(parents=True, exist_ok=True)
-    stem = f"{group.suite}--{group.method}--{os.getpid()}-{time.monotonic_ns()}"
+    stem = f"{name}--{os.getpid()}-{time.monotonic_ns()}"
     job, out, err = jobs / f"{stem}.json", jobs / f"{stem}.out.json", jobs / f"{stem}.stderr.txt"
-    job.write_text(json.dumps({"target": group.target, "spec": group.spec, "out": str(out)}), encoding="utf-8")
-    # The worker must import this very pixelmill, installed or not.
-    src = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p))
-    with open(err, "w", encoding="utf-8") as errfh:
-        # Its own session, so a timeout or Ctrl-C also ends the worker's pool processes.
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pixelmill.bench._worker", str(job)],
-            stdout=subprocess.DEVNULL, stderr=errfh, env=env, start_new_session=os.name == "posix",
-        )
-        try:
-            proc.wait(timeout=timeout)
-        except BaseException as exc:
-            _kill_tree(proc)
-            if isinstance(exc, subprocess.TimeoutExpired):
-                return [_error_record(group, f"timed out after {timeout:g} s")]
-            raise
-    if proc.returncode != 0 or not out.exists():
-        tail = err.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-15:]
-        return [_error_record(group, f"worker exited with code {proc.returncode}: " + " | ".join(tail))]
-    return [Record.from_dict(d) for d in json.loads(out.read_text(encoding="utf-8"))]
+    job.write_text(json.dumps({"target": target, "spec": spec, "out": str(out)}), encoding="utf-8")
+    run = run_process([sys.executable, "-m", "pixelmill.bench._worker", str(job)], stderr_path=err,
+                      timeout=timeout, measure_memory=measure_memory)
+    if not run.failed:
+        if out.exists():
+            run.result = json.loads(out.read_text(encoding="utf-8"))
+        else:
+            run.returncode = run.returncode or -1
+    return run
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:

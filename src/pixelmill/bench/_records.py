@@ -92,6 +92,9 @@ class Record:
         in the same rounds, and the median over rounds of auto's time over its.
     notes : str
         Anything a reader needs to interpret the row (semantics that differ, subsamples...).
+    figures : dict
+        A suite's own measured values that have no column (the ``huge`` suite's cluster task
+        and transfer counts, image sizes); JSON only.
     """
 
     suite: str
@@ -129,6 +132,7 @@ class Record:
     speedup_paired: float | None = None
     notes: str = ""
     times_s: list[float] = field(default_factory=list)
+    figures: dict = field(default_factory=dict)
 
     def set_times(self, times: list[float], *, megapixels: float | None = None) -> "Record":
         """Fill the timing statistics from the timed runs (and the throughput)."""
@@ -166,8 +170,8 @@ class Record:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-#: Column order of results.csv (``times_s`` is in results.json only).
-RECORD_FIELDS = [f.name for f in fields(Record) if f.name != "times_s"]
+#: Column order of results.csv (``times_s`` and ``figures`` are in results.json only).
+RECORD_FIELDS = [f.name for f in fields(Record) if f.name not in ("times_s", "figures")]
 
 
 def _clean(value):

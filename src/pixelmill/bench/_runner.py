@@ -16,7 +16,7 @@ from ._harness import MEMORY_METHOD, TIMING_METHOD, BenchOptions, run_group
 from ._library import ensure_library
 from ._report import write_outputs
 from ._records import Record, library_versions, machine_info, now_iso
-from ._suites import SUITES, suite_module
+from ._suites import DEFAULT_SUITES, suite_module
 
 __all__ = ["BenchRun", "run_bench"]
 
@@ -44,7 +44,8 @@ def run_bench(outdir, *, suites=None, options: BenchOptions | None = None, progr
     outdir : path
         Created if needed. Receives results.csv, results.json, one PNG per suite and report.md.
     suites : list of str, optional
-        Names from :data:`SUITES`, run in the order given.
+        Names from :data:`SUITES`, run in the order given; by default every suite but the
+        opt-in ones (:data:`~._suites.OPT_IN`: ``huge``), which run only when named.
     options : BenchOptions, optional
         Sizes, repeats, library...; see :class:`BenchOptions`.
     progress : callable, optional
@@ -67,8 +68,10 @@ def run_bench(outdir, *, suites=None, options: BenchOptions | None = None, progr
     started = time.perf_counter()
     options = options or BenchOptions()
     progress = progress or _quiet
-    names = list(suites) if suites else list(SUITES)
+    names = list(suites) if suites else list(DEFAULT_SUITES)
     modules = {name: suite_module(name) for name in names}
+    # Suites that make their own inputs need neither the library nor the calibration.
+    shared = any(not getattr(m, "STANDALONE", False) for m in modules.values())
     opts = options.resolved()
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -87,15 +90,18 @@ def run_bench(outdir, *, suites=None, options: BenchOptions | None = None, progr
         "isolation": ("each method in a fresh Python process (python -m pixelmill.bench._worker)"
                       if opts["isolate"] else "every method in the benchmarking process (isolate=False)"),
     }
-    library, desc = ensure_library(opts["library"], count=opts["library_count"],
-                                   max_pixels=opts["library_max_pixels"], seed=opts["seed"], progress=progress)
+    if shared:
+        library, desc = ensure_library(opts["library"], count=opts["library_count"],
+                                       max_pixels=opts["library_max_pixels"], seed=opts["seed"], progress=progress)
+    else:
+        library, desc = [], "not used (the suites run make their own inputs)"
     header["library"] = {"description": desc, "images": len(library)}
     if "invert-scaling" in names and max(opts["sizes"]) > len(library):
         raise InvalidParameterError(
             f"sizes go up to {max(opts['sizes'])} images but the library {desc!r} has {len(library)}; "
             "give smaller --sizes or a larger --library"
         )
-    if "auto" in opts["engines"]:
+    if shared and "auto" in opts["engines"]:
         # Measured afresh under this run's conditions; the suites' worker processes read it from the cache.
         from ..engines import calibrate, calibration_path, load_calibration
 

@@ -3,6 +3,11 @@
 Every suite module has ``NAME``, ``TITLE``, ``plan(ctx)``, ``analyse(records, opts)``,
 ``plot(records, analysis, path, opts)``, ``table(records, analysis, opts)`` and ``TARGETS``.
 The runner and the report find them here; no suite imports this module.
+
+A suite in :data:`OPT_IN` runs only when it is named (``pixelmill bench -o DIR NAME``), never in
+a full run, and its targets are listed only in the reports of runs that ran it. A suite module
+with ``STANDALONE = True`` makes its own inputs: a run of such suites alone neither prepares
+the image library nor measures ``auto``'s calibration.
 """
 
 from __future__ import annotations
@@ -12,9 +17,9 @@ import importlib
 from ..errors import InvalidParameterError
 from ._targets import Target, evaluate
 
-__all__ = ["SUITES", "suite_module", "targets", "compute_targets", "TARGET_ORDER"]
+__all__ = ["SUITES", "OPT_IN", "DEFAULT_SUITES", "suite_module", "targets", "compute_targets", "TARGET_ORDER"]
 
-#: Suite name -> module, in the order a full run runs them.
+#: Suite name -> module, in the order a run runs them.
 SUITES = {
     "invert-scaling": "pixelmill.bench._invert_scaling",
     "convolve-speedup": "pixelmill.bench._convolve_speedup",
@@ -22,6 +27,12 @@ SUITES = {
     "peers": "pixelmill.bench._peers",
     "batch": "pixelmill.bench._batch",
 }
+
+#: Suites that run only when named.
+OPT_IN: tuple[str, ...] = ()
+
+#: What a run with no suite named runs.
+DEFAULT_SUITES = tuple(name for name in SUITES if name not in OPT_IN)
 
 #: Modules with targets that belong to no one suite.
 CROSS_SUITE = ("pixelmill.bench._auto",)
@@ -40,16 +51,20 @@ def suite_module(name: str):
     return importlib.import_module(SUITES[name])
 
 
-def targets() -> list[Target]:
-    """Every suite's ``TARGETS`` (whichever suites a run ran), in :data:`TARGET_ORDER`."""
-    found = [t for module in (*SUITES.values(), *CROSS_SUITE) for t in importlib.import_module(module).TARGETS]
+def targets(ran=None) -> list[Target]:
+    """Every suite's ``TARGETS`` in :data:`TARGET_ORDER`: the default suites' whichever suites a
+    run ran, an :data:`OPT_IN` suite's only when it is in ``ran`` (all of them when ``ran`` is None)."""
+    modules = [SUITES[name] for name in SUITES if ran is None or name not in OPT_IN or name in ran]
+    found = [t for module in (*modules, *CROSS_SUITE) for t in importlib.import_module(module).TARGETS]
     rank = {tid: k for k, tid in enumerate(TARGET_ORDER)}
     return sorted(found, key=lambda t: rank.get(t.id, len(rank)))
 
 
 def compute_targets(records, analyses: dict, opts: dict) -> list[dict]:
-    """One row per target of :func:`targets`: measured ratio, threshold and ``pass``/``miss``/``not measured``."""
-    return evaluate(targets(), records, analyses, opts)
+    """One row per target of :func:`targets` (an opt-in suite's when it ran: it has records or
+    an analysis): measured ratio, threshold and ``pass``/``miss``/``not measured``."""
+    ran = set(analyses) | {r.suite for r in records}
+    return evaluate(targets(ran), records, analyses, opts)
 
 
 def __getattr__(name):
