@@ -391,16 +391,21 @@ def _int_list(ctx, param, values):
 @click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Gaussian sigma.")
 @click.option("--image-mp", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Megapixels of the large image (convolve-speedup, peers) [default: 24; quick 2].")
+@click.option("--huge-gp", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Gigapixels of the huge suite's RGB TIFF; its zarr image is 10x as large [default: 1; quick 0.05].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed for picking images.")
 @click.option("--no-isolate", is_flag=True, help="Run every method in this process (faster, less isolated).")
 @click.option("--keep-work", is_flag=True, help="Keep OUTPUT/_work (decoded inputs, references, outputs).")
 @click.option("--rerender", is_flag=True, help="Only rebuild plots, targets and report.md from OUTPUT/results.json.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
-def bench(suites, outdir, library, sizes, workers, repeats, quick, engines, gaussian_size, sigma, image_mp, seed,
-          no_isolate, keep_work, rerender, quiet):
+def bench(suites, outdir, library, sizes, workers, repeats, quick, engines, gaussian_size, sigma, image_mp, huge_gp,
+          seed, no_isolate, keep_work, rerender, quiet):
     """Benchmark engines and peer libraries; write CSV, JSON, PNG plots and report.md.
 
-    SUITES: any of invert-scaling, convolve-speedup, filter-bank, peers, batch [default: all].
+    SUITES: any of invert-scaling, convolve-speedup, filter-bank, peers, batch, huge [default: all but huge].
+
+    huge runs only when named (`pixelmill bench -o DIR huge`): images larger than memory, a 1 GP
+    TIFF and a 10 GP zarr by default, tens of GB of disk in OUTPUT/_work and most of an hour.
     """
     def say(msg):
         if not quiet:
@@ -418,7 +423,7 @@ def bench(suites, outdir, library, sizes, workers, repeats, quick, engines, gaus
         options = BenchOptions(
             quick=quick, library=library, sizes=sizes, workers=workers, repeats=repeats,
             gaussian_size=gaussian_size, sigma=sigma, image_mp=image_mp, engines=tuple(engines) or None,
-            isolate=not no_isolate, seed=seed,
+            isolate=not no_isolate, seed=seed, huge_gp=huge_gp,
         )
         run = run_bench(outdir, suites=list(suites) or None, options=options, progress=say, keep_work=keep_work)
     except PixelmillError as exc:

@@ -3,13 +3,13 @@
 The suites (:data:`SUITES`) time pixelmill's engines against each other and against other
 libraries, check every result against a reference, and write ``results.csv``,
 ``results.json``, one PNG plot per suite and a ``report.md`` that states the conclusions.
-A run with no suite named runs :data:`DEFAULT_SUITES`; an :data:`OPT_IN` suite runs only
-when named. Names are loaded on first use, so ``pixelmill --help``
+A run with no suite named runs :data:`DEFAULT_SUITES`; ``huge`` (images larger than memory,
+:data:`OPT_IN`) runs only when named. Names are loaded on first use, so ``pixelmill --help``
 does not pay for the harness.
 
 >>> from pixelmill.bench import SUITES, DEFAULT_SUITES, BenchOptions
 >>> list(SUITES)
-['invert-scaling', 'convolve-speedup', 'filter-bank', 'peers', 'batch']
+['invert-scaling', 'convolve-speedup', 'filter-bank', 'peers', 'batch', 'huge']
 >>> list(DEFAULT_SUITES)
 ['invert-scaling', 'convolve-speedup', 'filter-bank', 'peers', 'batch']
 >>> BenchOptions(quick=True).resolved()["sizes"]

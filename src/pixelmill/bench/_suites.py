@@ -4,7 +4,7 @@ Every suite module has ``NAME``, ``TITLE``, ``plan(ctx)``, ``analyse(records, op
 ``plot(records, analysis, path, opts)``, ``table(records, analysis, opts)`` and ``TARGETS``.
 The runner and the report find them here; no suite imports this module.
 
-A suite in :data:`OPT_IN` runs only when it is named (``pixelmill bench -o DIR NAME``), never in
+A suite in :data:`OPT_IN` runs only when it is named (``pixelmill bench -o DIR huge``), never in
 a full run, and its targets are listed only in the reports of runs that ran it. A suite module
 with ``STANDALONE = True`` makes its own inputs: a run of such suites alone neither prepares
 the image library nor measures ``auto``'s calibration.
@@ -26,10 +26,11 @@ SUITES = {
     "filter-bank": "pixelmill.bench._filter_bank",
     "peers": "pixelmill.bench._peers",
     "batch": "pixelmill.bench._batch",
+    "huge": "pixelmill.bench._huge",
 }
 
-#: Suites that run only when named.
-OPT_IN: tuple[str, ...] = ()
+#: Suites that run only when named: ``huge`` writes tens of gigabytes and takes most of an hour.
+OPT_IN = ("huge",)
 
 #: What a run with no suite named runs.
 DEFAULT_SUITES = tuple(name for name in SUITES if name not in OPT_IN)
@@ -42,6 +43,8 @@ TARGET_ORDER = (
     "invert-memcpy", "gaussian-vs-cv2", "disk15-vs-filter2D", "sobel-vs-cv2", "random15-vs-filter2D",
     "random31-vs-filter2D", "random63-vs-filter2D", "gaussian-sigma10-vs-cv2", "batch-vs-floor", "batch-vs-peers",
     "batch-gaussian-vs-peers", "efficiency-2", "auto-vs-best", "batch-memory",
+    "huge-gaussian-rss", "huge-sobel-rss", "huge-gaussian-vs-pyvips", "huge-sobel-vs-pyvips", "huge-10x-rss",
+    "huge-cluster-client-rss", "huge-cluster-identical",
 )
 
 
