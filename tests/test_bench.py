@@ -655,3 +655,16 @@ def test_pairing_times_auto_in_turn_with_the_engine_it_ran():
         assert len(calls) == 1 + 2 * MIN_PAIRS  # never fewer pairs than that
         other = pair_with_delegate(Record(suite="s", method="numpy", case="invert"), numpy_engine, work, runs=4)
         assert other.auto_ran == "" and other.auto_paired is None
+
+
+def test_a_quick_run_is_lighter_than_a_full_one_and_says_so_in_its_options():
+    """A quick run measures in the bench's own process, over shorter spans and fewer rounds in
+    turn; a full run isolates every method; either can be overridden."""
+    from pixelmill.bench._harness import MIN_PAIRS, MIN_TIMED_S
+
+    quick, full = BenchOptions(quick=True).resolved(), BenchOptions().resolved()
+    assert quick["isolate"] is False and full["isolate"] is True
+    assert BenchOptions(quick=True, isolate=True).resolved()["isolate"] is True
+    assert quick["min_pairs"] < full["min_pairs"] == MIN_PAIRS
+    assert quick["min_timed_s"] < full["min_timed_s"] == MIN_TIMED_S
+    assert quick["batch_images"] < full["batch_images"] and quick["image_mp"] < full["image_mp"]

@@ -394,12 +394,14 @@ def _int_list(ctx, param, values):
 @click.option("--huge-gp", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Gigapixels of the huge suite's RGB TIFF; its zarr image is 10x as large [default: 1; quick 0.05].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed for picking images.")
-@click.option("--no-isolate", is_flag=True, help="Run every method in this process (faster, less isolated).")
+@click.option("--isolate/--no-isolate", default=None,
+              help="Each method in a fresh Python process, or all in this one (faster, less isolated) "
+                   "[default: isolated; quick: in this one].")
 @click.option("--keep-work", is_flag=True, help="Keep OUTPUT/_work (decoded inputs, references, outputs).")
 @click.option("--rerender", is_flag=True, help="Only rebuild plots, targets and report.md from OUTPUT/results.json.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def bench(suites, outdir, library, sizes, workers, repeats, quick, engines, gaussian_size, sigma, image_mp, huge_gp,
-          seed, no_isolate, keep_work, rerender, quiet):
+          seed, isolate, keep_work, rerender, quiet):
     """Benchmark engines and peer libraries; write CSV, JSON, PNG plots and report.md.
 
     SUITES: any of invert-scaling, convolve-speedup, filter-bank, peers, batch, huge [default: all but huge].
@@ -423,7 +425,7 @@ def bench(suites, outdir, library, sizes, workers, repeats, quick, engines, gaus
         options = BenchOptions(
             quick=quick, library=library, sizes=sizes, workers=workers, repeats=repeats,
             gaussian_size=gaussian_size, sigma=sigma, image_mp=image_mp, engines=tuple(engines) or None,
-            isolate=not no_isolate, seed=seed, huge_gp=huge_gp,
+            isolate=isolate, seed=seed, huge_gp=huge_gp,
         )
         run = run_bench(outdir, suites=list(suites) or None, options=options, progress=say, keep_work=keep_work)
     except PixelmillError as exc:

@@ -99,9 +99,11 @@ class BenchOptions:
         Megapixels of the large image of ``convolve-speedup`` and ``peers``.
     engines : tuple of str, optional
         Restrict the pixelmill engines (default: every available engine).
-    isolate : bool
-        Run each method in a fresh process (default). ``False`` runs in this process (faster;
-        used by tests), which lets caches and imports carry over between methods.
+    isolate : bool, optional
+        Run each method in a fresh process (the default of a full run). ``False`` runs in this
+        process, which lets caches and imports carry over between methods: the default of a quick
+        run, where a fresh interpreter importing NumPy, numba and the peers for every method would
+        take most of its time.
     seed : int
         Seed for picking images.
     budget_s : float, optional
@@ -121,7 +123,7 @@ class BenchOptions:
     sigma: float = 1.0
     image_mp: float | None = None
     engines: tuple[str, ...] | None = None
-    isolate: bool = True
+    isolate: bool | None = None
     seed: int = 0
     budget_s: float | None = None
     library_count: int | None = None
@@ -198,7 +200,7 @@ class BenchOptions:
             "huge_gp": float(huge_gp),
             "batch_images": self.batch_images or (12 if q else 200),
             "engines": engines,
-            "isolate": self.isolate,
+            "isolate": self.isolate if self.isolate is not None else not q,
             "seed": self.seed,
             "budget_s": self.budget_s if self.budget_s is not None else (2.0 if q else 60.0),
             # A quick run's figures are indicative anyway: shorter timed spans and fewer rounds in
