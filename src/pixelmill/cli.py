@@ -384,8 +384,8 @@ def _int_list(ctx, param, values):
 @click.option("--repeat", "repeats", type=click.IntRange(min=1), default=None,
               help="Timed runs per measurement, after one warm-up [default: 5; quick 3]; runs "
                    "shorter than 0.1 s repeat more, until 0.5 s (at most ten times as many).")
-@click.option("--quick", is_flag=True, help="Small sizes, fewer engines: every suite in about 95 s of CPU (3-4 minutes "
-              "on a loaded 2-core machine); only indicative.")
+@click.option("--quick", is_flag=True, help="Small sizes, fewer engines, all in this process: every suite in about a minute and "
+              "a half on 2 cores; only indicative.")
 @click.option("--engine", "engines", multiple=True, help="Only these pixelmill engines (repeatable) [default: all available].")
 @click.option("--gaussian-size", type=click.IntRange(min=1), default=5, show_default=True, help="Gaussian kernel size (odd).")
 @click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Gaussian sigma.")

@@ -80,7 +80,7 @@ class BenchOptions:
     ----------
     quick : bool
         Small sizes and fewer engines (not processes, joblib, dask, nor numba before its kernels
-        are compiled on this machine): indicative figures in about 95 s of CPU.
+        are compiled on this machine), all in this process: indicative figures in about a minute and a half.
     library : str or path, optional
         A folder of images; by default a sample library generated once into the cache
         (``$PIXELMILL_CACHE`` or ``~/.cache/pixelmill``).
