@@ -1,7 +1,7 @@
 """Streamed TIFFs (io/_tifffile.py's source and sink, batch/_task.py's streamed path): read
-window by window through tifffile's ``aszarr``, written tile row by tile row, kept as the
-source was (tiling, compression, predictor, description, resolution), equal to the in-memory
-result."""
+window by window (the rows tifffile's ``aszarr`` gives), written tile row by tile row (the
+bytes tifffile writes), kept as the source was (tiling, compression, predictor, description,
+resolution), equal to the in-memory result."""
 
 from __future__ import annotations
 
@@ -99,3 +99,49 @@ def test_pixelmill_run_says_when_the_memory_limit_is_too_small(tmp_path, monkeyp
     assert item["status"] == "failed" and "--memory-limit" in item["error"] and "give at least" in item["error"]
     bad, _ = _run(tmp_path, monkeypatch, image, "--op", "gaussian", "--memory-limit", "lots")
     assert bad.exit_code != 0 and "--memory-limit" in bad.output
+
+
+@pytest.mark.parametrize("shape, dtype, options, tile", [
+    ((300, 200, 3), np.uint8, {"photometric": "rgb", "compression": "zlib", "predictor": 2}, (64, 48)),
+    ((133, 157), np.uint16, {"photometric": "minisblack", "compression": 8, "predictor": 2}, None),
+    ((100, 90), np.float32, {"compression": "zlib", "predictor": 3}, (32, 64)),
+    ((100, 90, 3), np.uint8, {"photometric": "rgb", "compression": "lzw"}, (32, 32)),
+    ((100, 90, 3), np.uint8, {"photometric": "rgb", "compression": "packbits"}, (32, 32)),
+])
+def test_the_tiles_encoded_on_every_worker_make_the_file_tifffile_writes(tmp_path, rng, shape, dtype, options, tile):
+    from pixelmill.io._tifffile import STREAM_TILE, tiff_tiles, write_tiff_tiles
+
+    image = random_image(rng, shape, dtype)
+    options = dict(options, metadata=None)
+
+    def bands():
+        return ((r, min(r + 37, shape[0]), image[r : r + 37]) for r in range(0, shape[0], 37))
+
+    write_tiff_tiles(tmp_path / "ours.tif", bands(), shape, dtype, options, tile, workers=2)
+    tile = tile or STREAM_TILE
+    tifffile.imwrite(tmp_path / "tifffile.tif", tiff_tiles(bands(), shape, tile), tile=tile, shape=shape,
+                     dtype=dtype, **options)
+    assert (tmp_path / "ours.tif").read_bytes() == (tmp_path / "tifffile.tif").read_bytes()
+
+
+@pytest.mark.parametrize("options", [
+    {"tile": (64, 48), "compression": "zlib", "predictor": 2, "photometric": "rgb"},
+    {"rowsperstrip": 16, "compression": "lzw", "photometric": "rgb"},
+    {"tile": (64, 64), "compression": "jpeg", "photometric": "rgb"},
+    {"tile": (64, 64), "photometric": "rgb", "byteorder": ">"},
+])
+def test_the_source_decodes_the_rows_zarr_reads(tmp_path, rng, options):
+    import zarr
+
+    from pixelmill.io import open_tiff_source
+    from pixelmill.io._tifffile import TiffRows
+
+    image = random_image(rng, (300, 200, 3), np.uint8)
+    tifffile.imwrite(tmp_path / "in.tif", image, metadata=None, **options)
+    with open_tiff_source(tmp_path / "in.tif") as src, tifffile.TiffFile(tmp_path / "in.tif") as tif:
+        assert isinstance(src.array, TiffRows)
+        ref = zarr.open_array(tif.pages.first.aszarr(), mode="r")
+        assert (src.array.shape, src.array.dtype, src.array.chunks) == (ref.shape, ref.dtype, ref.chunks)
+        for key in (slice(0, 10), slice(5, 130), slice(0, 300), slice(293, 400), slice(100, 100),
+                    (slice(3, 9), slice(2, 5))):
+            np.testing.assert_array_equal(src.array[key], ref[key])

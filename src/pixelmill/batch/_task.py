@@ -169,7 +169,7 @@ def _run_streamed(task: Task) -> list[dict] | None:
                 engine = _inner_engine(name, task.inner_workers, s)
                 bands = iter_bands(op, arr, engine=engine, border=s.border, cval=s.cval, memory_limit=limit)
                 write_tiff_tiles(step.output, bands, arr.shape, op.out_dtype(dtype), source.kwargs, source.tile,
-                                 durable=False)
+                                 durable=False, workers=engine.workers)
                 took = round(time.perf_counter() - t0, 6)
                 rec = _record(task.input, step, "done", None, timings={"decode": 0.0, "compute": took, "encode": 0.0},
                               pixels=int(arr.shape[0] * arr.shape[1]))

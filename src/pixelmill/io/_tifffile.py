@@ -287,8 +287,8 @@ BIGTIFF_BYTES = (1 << 32) - (1 << 28)
 
 @dataclass
 class TiffSource:
-    """The first page of a TIFF as a zarr array decoded chunk by chunk (tifffile's ``aszarr``:
-    tiles, or bands of strips), and what a streamed output keeps of it. Close it when done."""
+    """The first page of a TIFF as an array decoded chunk by chunk (tiles, or bands of strips),
+    and what a streamed output keeps of it. Close it when done."""
 
     array: object
     tile: tuple[int, int] | None
@@ -296,6 +296,9 @@ class TiffSource:
     _tif: object
 
     def close(self) -> None:
+        close = getattr(self.array, "close", None)
+        if close is not None:
+            close()
         self._tif.close()
 
     def __enter__(self):
@@ -334,6 +337,8 @@ def open_tiff_source(path) -> TiffSource:
             raise UnsupportedImageError(f"TIFF file {str(path)!r} has an EXIF orientation; streaming keeps "
                                         "stored pixels and cannot rotate them")
         array = zarr.open_array(page.aszarr(), mode="r")
+        if TiffRows.reads(page, array):
+            array = TiffRows(path, page, array)
         tile = (int(page.tilelength), int(page.tilewidth)) if page.is_tiled else None
         extras = tuple(int(e) for e in (page.extrasamples or ()))
         kwargs: dict = {
@@ -365,11 +370,88 @@ def open_tiff_source(path) -> TiffSource:
         raise
 
 
-def tiff_tiles(bands, shape, tile):
-    """The tiles of a tiled TIFF in file order, from ``bands`` (``(r0, r1, rows)`` in order): rows
-    are buffered up to one tile row, so bands need not follow the tiles."""
-    h, w = shape[:2]
-    th, tw = tile
+class TiffRows:
+    """Rows of a TIFF page (tiled, or in strips) decoded in the thread that asks for them.
+
+    tifffile's zarr store decodes every chunk on zarr's one event-loop thread, so readers in
+    several threads would still decode one chunk at a time; here each read takes its chunks'
+    bytes with ``os.pread`` (no shared file position, no lock) and decodes them with the
+    page's own decoder (the compression, predictor and byte order tifffile reads), which
+    releases the GIL: readers decode on every core. Slicing the first axis is what streaming
+    asks for; any other key reads those rows first and indexes them."""
+
+    def __init__(self, path, page, array):
+        self.shape = tuple(array.shape)
+        self.dtype = np.dtype(array.dtype)
+        self.chunks = tuple(array.chunks)
+        self.ndim = len(self.shape)
+        self._offsets = tuple(int(o) for o in page.dataoffsets)
+        self._counts = tuple(int(c) for c in page.databytecounts)
+        self._decode = page.decode
+        self._args = {"_fullsize": True}
+        if page.jpegtables is not None:
+            self._args["jpegtables"] = page.jpegtables
+        if page.keyframe.jpegheader is not None:
+            self._args["jpegheader"] = page.keyframe.jpegheader
+        self._grid = page.chunked[:2]
+        self._fd = os.open(path, os.O_RDONLY)
+
+    @staticmethod
+    def reads(page, array) -> bool:
+        """True for a page whose chunks this reader places: one image plane (no depth, no
+        separate sample planes), each chunk a tile or strip of the zarr array's chunk shape."""
+        return (int(page.imagedepth) == 1 and len(page.chunked) == len(array.shape)
+                and tuple(array.chunks) == tuple(page.chunks) and np.dtype(array.dtype).isnative)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        if isinstance(key, slice) and key.step in (None, 1):
+            r0, r1, _ = key.indices(self.shape[0])
+            return self._rows(r0, max(r0, r1))
+        rest = ()
+        if isinstance(key, tuple) and key and isinstance(key[0], slice) and key[0].step in (None, 1):
+            key, rest = key[0], key[1:]
+            r0, r1, _ = key.indices(self.shape[0])
+            return self._rows(r0, max(r0, r1))[(slice(None),) + rest]
+        return self._rows(0, self.shape[0])[key]
+
+    def _rows(self, r0: int, r1: int) -> np.ndarray:
+        out = np.empty((r1 - r0,) + self.shape[1:], dtype=self.dtype)
+        if r1 <= r0:
+            return out
+        th, tw = self.chunks[:2]
+        w = self.shape[1]
+        ny, nx = self._grid
+        for ty in range(r0 // th, (r1 - 1) // th + 1):
+            a, b = max(r0, ty * th), min(r1, (ty + 1) * th)
+            for tx in range(nx):
+                index = ty * nx + tx
+                c0, c1 = tx * tw, min(w, (tx + 1) * tw)
+                offset, count = self._offsets[index], self._counts[index]
+                if not offset or not count:
+                    out[a - r0 : b - r0, c0:c1] = 0  # an empty chunk: the fill value
+                    continue
+                data = os.pread(self._fd, count, offset)
+                if len(data) != count:
+                    raise InvalidImageError(f"TIFF chunk {index} is truncated ({len(data)} of {count} bytes)")
+                chunk = self._decode(data, index, **self._args)[0].reshape(self.chunks)
+                out[a - r0 : b - r0, c0:c1] = chunk[a - ty * th : b - ty * th, : c1 - c0]
+        return out
+
+
+def tiff_tile_rows(bands, shape, tile):
+    """Rows of tiles (``tile[0]`` image rows each, the last one shorter) in file order, from
+    ``bands`` (``(r0, r1, rows)`` in order): rows are buffered up to one tile row, so bands need
+    not follow the tiles."""
+    h = shape[0]
+    th = tile[0]
     pending: list[np.ndarray] = []
     held = 0
     for _, r1, rows in bands:
@@ -379,13 +461,96 @@ def tiff_tiles(bands, shape, tile):
             block = np.concatenate(pending) if len(pending) > 1 else pending[0]
             row, rest = block[:th], block[th:]
             pending, held = ([rest] if len(rest) else []), len(rest)
-            for c0 in range(0, w, tw):
-                yield row[:, c0 : c0 + tw]  # tifffile zero-pads the incomplete edge tiles
+            yield row
 
 
-def write_tiff_tiles(path, bands, shape, dtype, kwargs: dict, tile=None, *, durable: bool = True) -> None:
+def tiff_tiles(bands, shape, tile):
+    """The tiles of a tiled TIFF in file order, from ``bands`` (see :func:`tiff_tile_rows`)."""
+    tw = tile[1]
+    for row in tiff_tile_rows(bands, shape, tile):
+        for c0 in range(0, shape[1], tw):
+            yield row[:, c0 : c0 + tw]  # tifffile zero-pads the incomplete edge tiles
+
+
+#: Compressions whose tiles tifffile encodes with the compressor alone (after the predictor),
+#: each tile on its own: LZW, Adobe Deflate, Deflate, Zstandard.
+_TILE_COMPRESSIONS = frozenset({5, 8, 32946, 50000})
+
+
+def _tile_encoder(options: dict, tile, samples: int):
+    """The function that turns one tile (at most ``tile`` rows x columns x ``samples``) into the
+    bytes tifffile writes for it with ``options``: zero-padded to the whole tile, the predictor,
+    the compressor, as ``TiffWriter.write`` does. None when tifffile encodes these options some
+    other way (no compression, JPEG, PackBits, compression arguments): tifffile then encodes."""
+    from tifffile import COMPRESSION, PREDICTOR, TIFF
+
+    compression, predictor = options.get("compression"), options.get("predictor") or 1
+    if not compression or options.get("compressionargs") or isinstance(predictor, (bool, str)):
+        return None
+    try:
+        if isinstance(compression, str):
+            compression = 8 if compression.upper() == "ZLIB" else COMPRESSION[compression.upper()]
+        ctag, ptag = int(COMPRESSION(compression)), int(PREDICTOR(predictor))
+    except (KeyError, ValueError):
+        return None
+    dtype = np.dtype(options["dtype"])
+    if ctag not in _TILE_COMPRESSIONS or ptag not in (1, 2, 3) or dtype.kind == "b":
+        return None
+    compress = TIFF.COMPRESSORS[ctag]
+    predict = TIFF.PREDICTORS[ptag] if ptag > 1 else None
+    shape = tuple(tile) + (samples,)
+
+    def encode(data: np.ndarray) -> bytes:
+        data = np.ascontiguousarray(data, dtype).reshape(data.shape[:2] + (samples,))
+        if data.shape != shape:
+            data = np.pad(data, [(0, full - part) for full, part in zip(shape, data.shape)])
+        if predict is not None:
+            data = predict(data, axis=-2)  # along each row, per sample (the tile is contiguous)
+        return compress(data)
+
+    return encode
+
+
+def _encoded_tiles(bands, shape, tile, encode, workers: int):
+    """The encoded tiles in file order: each tile row is encoded by one of ``workers`` threads
+    (the codecs release the GIL) while the next rows are computed; at most two rows a thread
+    wait, so the rows held stay a few tile rows whatever the image's height."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    tw = tile[1]
+
+    def row_bytes(row: np.ndarray) -> list[bytes]:
+        return [encode(row[:, c0 : c0 + tw]) for c0 in range(0, shape[1], tw)]
+
+    pending: deque = deque()
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="pixelmill-encode") as pool:
+        try:
+            for row in tiff_tile_rows(bands, shape, tile):
+                pending.append(pool.submit(row_bytes, row))
+                del row
+                while len(pending) > 2 * max(1, workers):
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def write_tiff_tiles(path, bands, shape, dtype, kwargs: dict, tile=None, *, durable: bool = True,
+                     workers: int | None = None) -> None:
     """A tiled (Big)TIFF of ``shape`` / ``dtype`` written tile row by tile row from ``bands``
-    into a temporary file renamed onto ``path`` when it is complete (:func:`atomic_write`)."""
+    into a temporary file renamed onto ``path`` when it is complete (:func:`atomic_write`).
+    ``workers`` threads (default: the usable cores) encode the tiles; the file is the one
+    tifffile writes from the same tiles, byte for byte."""
     import tifffile
 
     from .._files import atomic_write
@@ -397,8 +562,13 @@ def write_tiff_tiles(path, bands, shape, dtype, kwargs: dict, tile=None, *, dura
         options["predictor"] = 3  # a float result of an integer image: the float predictor
     if np.dtype(dtype).kind != "f" and options.get("predictor") is not None and int(options["predictor"]) == 3:
         options["predictor"] = 2
+    workers = _cores() if workers is None else max(1, int(workers))
+    encode = _tile_encoder(options, tile, shape[2] if len(shape) == 3 else 1)
 
-    def encode(fh):
-        tifffile.imwrite(fh, tiff_tiles(bands, shape, tile), **options)
+    def write(fh):
+        if encode is None:
+            tifffile.imwrite(fh, tiff_tiles(bands, shape, tile), maxworkers=workers, **options)
+        else:  # the tiles' bytes, encoded as tifffile would, on every worker
+            tifffile.imwrite(fh, _encoded_tiles(bands, shape, tile, encode, workers), **options)
 
-    atomic_write(path, encode, durable=durable)
+    atomic_write(path, write, durable=durable)
