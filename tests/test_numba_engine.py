@@ -270,6 +270,28 @@ def test_fused_conversion_bit_identical_to_numpy_engine(dtype, policy):
             np.testing.assert_array_equal(fast.run(op, image, border="mirror"), reference.run(op, image, border="mirror"))
 
 
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_sobel_on_8_bit_samples_is_hypot_bit_for_bit(dtype):
+    # sobel_numba takes sqrt(gx^2 + gy^2) on 8-bit samples: gx and gy are then integers of at
+    # most 1020 in magnitude, and for every such pair that is np.hypot's float32 result.
+    from pixelmill.ops import SobelMagnitude
+
+    g = np.arange(-1020, 1021, dtype=np.float32)
+    gx, gy = np.meshgrid(g, g)
+    np.testing.assert_array_equal(np.sqrt(gx * gx + gy * gy), np.hypot(gx, gy))
+    info = np.iinfo(dtype)
+    image = np.full((40, 60, 3), info.min, dtype=dtype)  # steps of the whole range: |gx|, |gy| up to 1020
+    image[:, 30:] = info.max
+    image[20:, :, 1] = info.max
+    image[::7, ::5, 2] = info.max
+    image = np.concatenate([image, _image((40, 60, 3), dtype)])
+    with make_engine("numba", workers=2) as fast, make_engine("numpy") as reference:
+        for op in (SobelMagnitude(), SobelMagnitude(policy="clip")):
+            for border in ("nearest", "constant"):
+                np.testing.assert_array_equal(fast.run(op, image, border=border), reference.run(op, image, border=border))
+
+
 def test_even_chunks_are_the_fewest_and_nearly_equal():
     from pixelmill.ops._numba import CHUNK, _even_chunk
 

@@ -538,9 +538,10 @@ def _correlate_separable(image, edges, column, row, out, step, n_strips, chunk, 
 
 
 @_jit
-def _sobel(image, edges, x_column, x_row, y_column, y_row, out, step, n_strips, chunk, store, lo, hi, mid):
+def _sobel(image, edges, x_column, x_row, y_column, y_row, out, step, n_strips, chunk, store, lo, hi, mid, squares):
     # The separable pass of _correlate_separable for both Sobel kernels at once, so the
-    # input is read once and neither gradient is ever a full-size image.
+    # input is read once and neither gradient is ever a full-size image. ``squares``: the
+    # magnitude as the square root of gx^2 + gy^2 (see sobel_numba), a loop that vectorises.
     h, n = out.shape
     kh = x_column.shape[0]
     width = min(chunk, n)
@@ -566,8 +567,12 @@ def _sobel(image, edges, x_column, x_row, y_column, y_row, out, step, n_strips, 
                 for g in range(2):
                     _column_pass(ring_x if g == 0 else ring_y, i, x_column if g == 0 else y_column,
                                  gx if g == 0 else gy, m)
-                for k in range(m):
-                    gx[k] = np.hypot(gx[k], gy[k])
+                if squares:
+                    for k in range(m):
+                        gx[k] = np.sqrt(gx[k] * gx[k] + gy[k] * gy[k])
+                else:
+                    for k in range(m):
+                        gx[k] = np.hypot(gx[k], gy[k])
                 _store_row(gx, out[i, c0 : c0 + m], m, store, lo, hi, mid)
 
 
@@ -765,16 +770,30 @@ def _on_rows(block: np.ndarray, out: np.ndarray, run) -> None:
         out[...] = dst.reshape(out.shape)
 
 
+#: The (column, row) factors of the flipped ``sobel-x`` and ``sobel-y`` kernels, whose sums on
+#: 8-bit samples :func:`sobel_numba` knows the range of.
+SOBEL_FACTORS = (np.array([-1.0, -2.0, -1.0]), np.array([1.0, 0.0, -1.0]),
+                 np.array([-2.0, 0.0, 2.0]), np.array([0.5, 1.0, 0.5]))
+
+
 def sobel_numba(block, x_factors, y_factors, out, store=(STORE_FLOAT, 0.0, 0.0, 0.0), border=None) -> None:
     """``out = hypot(gx, gy)`` for the separable Sobel kernels given as ``(column, row)``
     factors (already flipped), with the same arithmetic as two :func:`correlate_numba` calls
     followed by ``np.hypot``, in one pass over ``block``; stored, and ``border`` read, as
-    :func:`correlate_numba` does."""
+    :func:`correlate_numba` does.
+
+    On 8-bit samples with the Sobel kernels themselves (integer taps after the factors' 0.5 and
+    2), gx and gy are integers of at most 1020 in magnitude: gx^2 + gy^2 is exact in float32,
+    and its correctly rounded square root is ``np.hypot``'s float32 result, bit for bit (every
+    such pair is checked in the tests), so those samples take the square root, which
+    vectorises; other samples and kernels take ``np.hypot``."""
     kh = len(x_factors[0])
     f32 = [np.ascontiguousarray(f, dtype=np.float32) for f in (*x_factors, *y_factors)]
+    sobel = all(np.array_equal(np.asarray(f, dtype=np.float64), s) for f, s in zip((*x_factors, *y_factors), SOBEL_FACTORS))
 
     def run(src, dst, channels):
         edges, n_strips, chunk = _separable_layout(src, dst, channels, border, kh, rings=2)
-        _sobel(src, edges, *f32, dst, channels, n_strips, chunk, *_store_args(store))
+        squares = sobel and src.dtype.itemsize == 1 and src.dtype.kind in "iu"
+        _sobel(src, edges, *f32, dst, channels, n_strips, chunk, *_store_args(store), squares)
 
     _on_rows(block, out, run)
