@@ -115,6 +115,26 @@ def test_the_budget_bounds_the_bands_in_flight(monkeypatch):
     assert auto.rows < 64 and auto.in_flight * auto.band_bytes <= limit
 
 
+def test_what_the_writer_holds_comes_out_of_the_same_budget():
+    """A TIFF writer's tile rows waiting to be encoded are part of the memory limit: reserved
+    bytes leave fewer bands in flight, and a reserve the limit cannot hold is the budget's error."""
+    from pixelmill.io import tile_rows_held_bytes
+
+    class Wide:
+        shape, dtype = (10_000, 50_000, 3), np.dtype(np.uint8)
+
+    held = tile_rows_held_bytes(Wide.shape, Wide.dtype, (256, 256), workers=2)
+    assert held == 11 * 256 * 50_000 * 3  # 5 rows waiting, each raw and encoded, and the one assembled
+    limit = 700 << 20
+    alone = plan_stream(OPS["gaussian5"], Wide(), workers=2, memory_limit=limit, tile_shape=(64, 50_000))
+    shared = plan_stream(OPS["gaussian5"], Wide(), workers=2, memory_limit=limit, tile_shape=(64, 50_000),
+                         reserved=held)
+    assert shared.in_flight < alone.in_flight
+    assert shared.in_flight * shared.band_bytes + held <= limit
+    with pytest.raises(ImageTooLargeError, match=r"work arrays and the writer.*give at least"):
+        plan_stream(OPS["gaussian5"], Wide(), workers=2, memory_limit=held, tile_shape=(64, 50_000), reserved=held)
+
+
 def test_without_a_sink_the_bands_come_in_order(rng):
     image = random_image(rng, (50, 20), np.uint8)
     with make_engine("numpy", workers=2) as eng:

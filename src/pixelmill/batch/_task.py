@@ -14,7 +14,7 @@ import numpy as np
 from ..engines import default_memory_limit, iter_bands, make_engine
 from ..errors import InvalidImageError, PixelmillError
 from ..io import EXTENSION_FORMATS, check_writable, premultiply, read_image, unpremultiply, write_image
-from ..io import open_tiff_source, write_tiff_tiles
+from ..io import open_tiff_source, tile_rows_held_bytes, write_tiff_tiles
 from ..io import collecting_warnings as collecting
 from .._opspec import Chain, steps_of
 from ..ops import Invert, Operation, fuse_policy, to_dtype
@@ -167,7 +167,9 @@ def _run_streamed(task: Task) -> list[dict] | None:
                         "held for; use clip, abs or shift"
                     )
                 engine = _inner_engine(name, task.inner_workers, s)
-                bands = iter_bands(op, arr, engine=engine, border=s.border, cval=s.cval, memory_limit=limit)
+                held = tile_rows_held_bytes(arr.shape, op.out_dtype(dtype), source.tile, engine.workers)
+                bands = iter_bands(op, arr, engine=engine, border=s.border, cval=s.cval, memory_limit=limit,
+                                   reserved=held)
                 write_tiff_tiles(step.output, bands, arr.shape, op.out_dtype(dtype), source.kwargs, source.tile,
                                  durable=False, workers=engine.workers)
                 took = round(time.perf_counter() - t0, 6)

@@ -121,11 +121,14 @@ def _chunk_rows(arr) -> int | None:
 def plan_stream(
     op: Operation, source, sink=None, *, flavour: str = "numpy", parallel: bool = False, workers: int = 1,
     border: str = "nearest", cval: float = 0.0, tile_shape=None, memory_limit: int | None = None,
+    reserved: int = 0,
 ) -> StreamPlan:
     """The bands and how many run at once within ``memory_limit`` bytes: what the stream holds,
     its bands in flight and every worker's work arrays together (not what the process held
     before: a long-lived process would otherwise get less room for the same limit). Raises :class:`~pixelmill.errors.ImageTooLargeError`
-    when even one band of the smallest height (one row, or one chunk of the sink) does not fit."""
+    when even one band of the smallest height (one row, or one chunk of the sink) does not fit.
+    ``reserved``: bytes of the same budget the caller holds besides the stream (a writer's
+    rows waiting to be encoded), counted with the work arrays."""
     shape, dtype = _check_source(source)
     h, w = shape[:2]
     channels = shape[2] if len(shape) == 3 else 1
@@ -135,6 +138,7 @@ def plan_stream(
     limit = default_memory_limit() if memory_limit is None else int(memory_limit)
     threads = max(1, int(workers)) if not parallel else 1
     scratch = SCRATCH_BYTES * (max(1, int(workers)) if parallel or flavour == "numba" else threads)
+    scratch += max(0, int(reserved))
     budget = limit - scratch
 
     def band_bytes(rows: int) -> int:
@@ -165,7 +169,8 @@ def plan_stream(
         raise ImageTooLargeError(
             f"memory limit {_mb(limit)} (--memory-limit / memory_limit=) cannot hold one band of "
             f"{smallest} output row(s) of this {w} x {h} image ({channels} channel(s), {dtype.name}): "
-            f"the band needs {_mb(band_bytes(smallest))} and the work arrays {_mb(scratch)}; "
+            f"the band needs {_mb(band_bytes(smallest))} and the work arrays"
+            f"{' and the writer' if reserved else ''} {_mb(scratch)}; "
             f"give at least {_mb(need)}"
         )
     while rows > smallest and band_bytes(rows) > budget:
@@ -194,6 +199,7 @@ def _read_rows(source, rows: np.ndarray, shape, dtype: np.dtype, cval: float) ->
 def iter_bands(
     op: Operation, source, sink=None, *, engine: Engine, border: str = "nearest", cval: float = 0.0,
     tile_shape=None, memory_limit: int | None = None, first_band: int = 0, plan: StreamPlan | None = None,
+    reserved: int = 0,
 ):
     """Yield ``(r0, r1, band)`` for each band of output rows, in order, from band number
     ``first_band`` on; ``band`` is the result (None when it was written into ``sink``).
@@ -201,11 +207,12 @@ def iter_bands(
     Serial engines (``numpy``, ``loops``) compute ``engine.workers`` bands at once; a parallel
     engine computes one band at a time with all its workers while the pool reads the next
     bands and writes the last ones. Closing the generator cancels the bands not started.
+    ``reserved`` is :func:`plan_stream`'s.
     """
     if plan is None:
         plan = plan_stream(op, source, sink, flavour=engine.flavour, parallel=engine.parallel,
                            workers=engine.workers, border=border, cval=cval, tile_shape=tile_shape,
-                           memory_limit=memory_limit)
+                           memory_limit=memory_limit, reserved=reserved)
     shape = plan.shape
     h = shape[0]
     top, bottom, left, right = op.halo

@@ -81,6 +81,7 @@ __all__ = [
     "atomic_write",
     "open_tiff_source",
     "write_tiff_tiles",
+    "tile_rows_held_bytes",
     "TiffSource",
 ]
 
@@ -92,7 +93,7 @@ def __getattr__(name):
         from . import _api
 
         return getattr(_api, name)
-    if name in ("open_tiff_source", "write_tiff_tiles", "TiffSource"):  # streamed TIFFs (tifffile, zarr)
+    if name in ("open_tiff_source", "write_tiff_tiles", "tile_rows_held_bytes", "TiffSource"):  # streamed TIFFs (tifffile, zarr)
         from . import _tifffile
 
         return getattr(_tifffile, name)

@@ -538,6 +538,17 @@ def _encoded_tiles(bands, shape, tile, encode, workers: int):
                 future.cancel()
 
 
+def tile_rows_held_bytes(shape, dtype, tile=None, workers: int | None = None) -> int:
+    """What :func:`write_tiff_tiles` holds besides its bands, at most: the tile row being
+    assembled and up to ``2 * workers + 1`` rows waiting or being encoded (see
+    :func:`_encoded_tiles`), each raw and encoded (a tile compresses to at most about its raw
+    size), part of the memory budget of a streamed image."""
+    th = tuple(tile or STREAM_TILE)[0]
+    workers = _cores() if workers is None else max(1, int(workers))
+    row = th * int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
+    return (2 * (2 * workers + 1) + 1) * row
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
