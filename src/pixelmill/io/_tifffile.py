@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
+from ..engines import usable_cores
 from ..errors import InvalidImageError, UnsupportedImageError
 from ._formats import _one_line
 from ._image import Image
@@ -544,16 +545,9 @@ def tile_rows_held_bytes(shape, dtype, tile=None, workers: int | None = None) ->
     :func:`_encoded_tiles`), each raw and encoded (a tile compresses to at most about its raw
     size), part of the memory budget of a streamed image."""
     th = tuple(tile or STREAM_TILE)[0]
-    workers = _cores() if workers is None else max(1, int(workers))
+    workers = usable_cores() if workers is None else max(1, int(workers))
     row = th * int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
     return (2 * (2 * workers + 1) + 1) * row
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def write_tiff_tiles(path, bands, shape, dtype, kwargs: dict, tile=None, *, durable: bool = True,
@@ -573,7 +567,7 @@ def write_tiff_tiles(path, bands, shape, dtype, kwargs: dict, tile=None, *, dura
         options["predictor"] = 3  # a float result of an integer image: the float predictor
     if np.dtype(dtype).kind != "f" and options.get("predictor") is not None and int(options["predictor"]) == 3:
         options["predictor"] = 2
-    workers = _cores() if workers is None else max(1, int(workers))
+    workers = usable_cores() if workers is None else max(1, int(workers))
     encode = _tile_encoder(options, tile, shape[2] if len(shape) == 3 else 1)
 
     def write(fh):
