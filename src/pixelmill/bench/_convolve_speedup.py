@@ -133,8 +133,8 @@ def run_method(spec: dict) -> list[Record]:
                 m = measure(lambda: engine.run(op, image, border=BORDER), **timing(spec))
                 chose = getattr(engine, "last_choice", None)
                 pair_with_delegate(rec, engine, lambda e: e.run(op, image, border=BORDER), runs=len(m.times),
-                                   budget_s=spec["budget_s"], rivals=spec["engines"], shape=image.shape,
-                                   itemsize=op.out_dtype(image.dtype).itemsize)
+                                   min_pairs=spec["min_pairs"], budget_s=spec["budget_s"], rivals=spec["engines"],
+                                   shape=image.shape, itemsize=op.out_dtype(image.dtype).itemsize)
             apply_measurement(rec, m, megapixels=spec["mp"])
             rec.set_check(max_mean_abs(m.result, reference), tolerance=ref["tolerance"], reference=ref["name"])
             rec.notes = ("Engine.run on the whole image; warm-up run includes pool start-up/JIT (warmup_s)"
