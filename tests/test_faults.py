@@ -388,7 +388,9 @@ def test_long_file_names(tmp_path):
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupted_run_writes_its_manifest(tmp_path, sig, code):
-    inp = library(tmp_path / "in", n=200, size=(120, 160))
+    # Images large enough that the run cannot finish between its first journal line and the
+    # signal, however long a loaded machine keeps this process from sending it.
+    inp = library(tmp_path / "in", n=200, size=(480, 640))
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "pixelmill", "run", str(inp), "-o", str(out), "--op",
                              "gaussian:size=31,sigma=8", "--engine", "numpy", "--workers", "1", "-q"],
