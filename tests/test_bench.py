@@ -63,7 +63,9 @@ def test_record_fields(run):
         if r.case != "startup":
             assert r.megapixels > 0 and r.mp_per_s == pytest.approx(r.megapixels / r.median_s)
             assert r.warmup_s is not None
-        if not r.extrapolated and r.case != "startup":
+        if r.kind == "program":  # measured from outside: its process tree's peak, no "before"
+            assert r.peak_rss_mb > 0
+        elif not r.extrapolated and r.case != "startup":
             assert r.peak_rss_mb >= r.rss_before_mb > 0
 
 
@@ -296,7 +298,10 @@ def test_batch_runs_both_cases_and_every_output_is_checked(run):
     for case in BATCH_CASES:
         rows = [r for r in ok if r.case == case]
         assert {r.method for r in rows if r.kind == "engine"} == engines, case
-        assert {r.method for r in rows if r.kind == "peer"} == {"cv2", "pillow", "pyvips"}, case
+        assert {r.method for r in rows if r.kind == "peer"} == {"cv2", "pillow", "pyvips", "pyvips-threads"}, case
+        # Whole programs, as users run them: pixelmill run and every peer's script, in turn.
+        assert {r.method for r in rows if r.kind == "program"} == {"pixelmill run", "cv2", "pillow", "pyvips",
+                                                                   "pyvips-threads"}, case
         # Paired in one process: the default run and OpenCV of each case (and the floor, below),
         # and the engine whose batch runs the schedule auto's does, if one does.
         paired_auto = next(r for r in rows if r.kind == "paired" and r.method == "auto")
@@ -305,7 +310,7 @@ def test_batch_runs_both_cases_and_every_output_is_checked(run):
         for r in rows:
             assert r.checked and r.match, (case, r.method, r.max_abs_err, r.mean_abs_err, r.notes)
             assert r.megapixels > 0 and r.peak_rss_mb > 0
-            if r.method in engines:  # pixelmill's engines: the numpy engine's outputs, exactly
+            if r.method in engines or r.method == "pixelmill run":  # the numpy engine's outputs, exactly
                 assert r.max_abs_err == 0 and r.tolerance == 0, (case, r.method)
             else:  # another encoder: held to a mean difference
                 assert r.mean_abs_err <= 2.0 and r.tolerance_on == "mean_abs_err"
@@ -314,6 +319,9 @@ def test_batch_runs_both_cases_and_every_output_is_checked(run):
     assert all(r.case and r.case != "*" for r in _batch_records(run))
     assert {r.case for r in ok if r.method == "floor"} == {"decode+encode", "decode+encode:threads",
                                                            "decode+encode:processes"}
+    programs = [r for r in ok if r.kind == "program"]
+    assert len({r.repeats for r in programs}) == 1 and all(r.warmup_s > 0 for r in programs)
+    assert all("whole program" in r.notes and "rounds after an untimed one" in r.notes for r in programs)
     paired = [r for r in ok if r.kind == "paired"]
     assert {(r.method, r.case) for r in paired if r.method == "floor"} == {("floor", "decode+encode:threads")}
     # Every member ran the same rounds (at least 3), timed after one warm-up round each.
@@ -490,6 +498,70 @@ def test_batch_targets_take_the_paired_ratio_when_the_run_has_it():
 
     assert best_floors(records)[2].kind == "baseline" and default_run(records, g)[0].kind == "engine"
     assert fastest_peer(records, g).kind == "peer"
+
+
+def _program(method, case, times, match=True):
+    r = Record(suite="batch", method=method, kind="program", case=case, workers=2, size=4,
+               size_unit="images").set_times(times, megapixels=10.0)
+    r.set_check((0.0, 0.5 if match else 9.0), tolerance=2.0, tolerance_on="mean_abs_err", reference="x")
+    return r
+
+
+def test_batch_peer_targets_take_the_whole_programs_when_the_run_has_them():
+    """Users run whole programs: with ``program`` records the peer targets are the median over
+    rounds of the fastest checked peer script's time over ``pixelmill run``'s, the in-process
+    ratio beside it in the detail; a peer whose outputs failed their check does not count."""
+    from pixelmill.bench import compute_targets
+
+    opts = BenchOptions(quick=True).resolved()
+    g = "gaussian-5-1"
+    base = [_rec("auto", "engine", "invert", 80.0), _rec("cv2", "peer", "invert", 70.0),
+            _rec("auto", "engine", g, 40.0), _rec("cv2", "peer", g, 64.0)]
+    programs = [
+        _program("pixelmill run", "invert", [2.0, 2.0, 4.0]),
+        _program("cv2", "invert", [1.8, 2.4, 4.4]),      # median 2.4: the fastest checked peer
+        _program("pyvips", "invert", [3.0, 3.0, 3.0]),
+        _program("pillow", "invert", [1.0, 1.0, 1.0], match=False),
+        _program("pixelmill run", g, [3.0, 3.0, 3.0]),
+        _program("pyvips-threads", g, [2.7, 2.4, 3.3]),
+    ]
+    rows = {t["id"]: t for t in compute_targets(base + programs, {}, opts)}
+    assert rows["batch-vs-peers"]["measured"] == pytest.approx(1.1)  # median of 0.9, 1.2, 1.1
+    assert "whole programs in turn, 3 rounds" in rows["batch-vs-peers"]["detail"]
+    assert "cv2's script" in rows["batch-vs-peers"]["detail"] and "in process" in rows["batch-vs-peers"]["detail"]
+    assert rows["batch-gaussian-vs-peers"]["measured"] == pytest.approx(0.9)
+    assert rows["batch-gaussian-vs-peers"]["status"] == "miss"
+    assert "pyvips-threads's script" in rows["batch-gaussian-vs-peers"]["detail"]
+    # Without program records, the in-process records decide as before.
+    rows = {t["id"]: t for t in compute_targets(base, {}, opts)}
+    assert rows["batch-vs-peers"]["measured"] == pytest.approx(80 / 70)
+
+
+def test_peer_scripts_run_as_standalone_programs(tmp_path, library):
+    """Each peer's script is the in-process one-file function and a pool: run as `python SCRIPT
+    JOBS` it writes every output, as the in-process pipeline does."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from pixelmill.bench._batch import PEERS, PEER_MODULES, peer_job, peer_script
+
+    srcs = sorted(library.rglob("*.jpg"))
+    for method in PEERS:
+        if importlib.util.find_spec(PEER_MODULES[method]) is None:
+            continue
+        for op in ("invert", "gaussian:size=5,sigma=1"):
+            _, params, how = peer_job(method, op, 2)
+            out = tmp_path / f"{method}-{op[:6]}"
+            out.mkdir()
+            script, jobs = tmp_path / f"peer-{method}-batch.py", tmp_path / "jobs.json"
+            script.write_text(peer_script(method, 2), encoding="utf-8")
+            jobs.write_text(json.dumps([(str(p), str(out / p.name), 95, 2, params) for p in srcs]), encoding="utf-8")
+            subprocess.run([sys.executable, str(script), str(jobs)], check=True, timeout=120, cwd=tmp_path)
+            for p in srcs:
+                with Image.open(p) as a, Image.open(out / p.name) as b:
+                    assert a.size == b.size, (method, op, p.name)
+            assert ("integer mask" in how) == (method.startswith("pyvips") and op != "invert")
 
 
 def test_auto_target_takes_a_batchs_overhead_from_the_engine_paired_with_it():

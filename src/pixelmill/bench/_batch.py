@@ -39,6 +39,7 @@ resource trackers and fork servers are not counted, though their memory is in th
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import re
 import shutil
@@ -60,10 +61,10 @@ QUALITY = 95
 PEERS = {
     "cv2": {
         "invert": "cv2.imread -> cv2.bitwise_not -> cv2.imwrite(IMWRITE_JPEG_QUALITY=95, the input's sampling "
-                  "factor) in multiprocessing.Pool(N)",
+                  "factor) in multiprocessing.Pool(N), cv2.setNumThreads(1) in each worker",
         "gaussian": "cv2.imread -> cv2.GaussianBlur({k}, {sigma}, borderType=BORDER_REPLICATE) -> "
-                    "cv2.imwrite(IMWRITE_JPEG_QUALITY=95, the input's sampling factor) in multiprocessing.Pool(N); "
-                    "OpenCV's 8-bit Gaussian is fixed-point",
+                    "cv2.imwrite(IMWRITE_JPEG_QUALITY=95, the input's sampling factor) in multiprocessing.Pool(N), "
+                    "cv2.setNumThreads(1) in each worker; OpenCV's 8-bit Gaussian is fixed-point",
     },
     "pillow": {
         "invert": "Image.open -> ImageOps.invert -> save(quality=95, subsampling=the input's) in "
@@ -73,14 +74,21 @@ PEERS = {
                     "pixels unfiltered",
     },
     "pyvips": {
-        "invert": "for each file: Image.new_from_file(access='sequential').invert().write_to_file(Q=95, "
-                  "subsample_mode as the input), libvips threads = N",
-        "gaussian": "for each file: Image.new_from_file(access='sequential').conv(the same mask, "
-                    "precision='float').rint().cast('uchar').write_to_file(Q=95, subsample_mode as the input), "
-                    "libvips threads = N",
+        "invert": "Image.new_from_file(access='sequential').invert().write_to_file(Q=95, subsample_mode as the "
+                  "input) in multiprocessing.Pool(N), concurrency_set(1) and no operation cache in each worker",
+        "gaussian": "Image.new_from_file(access='sequential').convsep(integer mask {mask}, scale {scale}, "
+                    "precision='integer').write_to_file(Q=95, subsample_mode as the input) in "
+                    "multiprocessing.Pool(N), concurrency_set(1) and no operation cache in each worker",
+    },
+    "pyvips-threads": {
+        "invert": "for each file in one process: Image.new_from_file(access='sequential').invert()"
+                  ".write_to_file(Q=95, subsample_mode as the input), libvips threads = N, no operation cache",
+        "gaussian": "for each file in one process: Image.new_from_file(access='sequential').convsep(integer mask "
+                    "{mask}, scale {scale}, precision='integer').write_to_file(Q=95, subsample_mode as the input), "
+                    "libvips threads = N, no operation cache",
     },
 }
-PEER_MODULES = {"cv2": "cv2", "pillow": "PIL", "pyvips": "pyvips"}
+PEER_MODULES = {"cv2": "cv2", "pillow": "PIL", "pyvips": "pyvips", "pyvips-threads": "pyvips"}
 ENGINE_TOLERANCE = 0.0  # same encoder, same settings: the same pixels
 PEER_TOLERANCE = 2.0    # mean absolute difference: another JPEG encoder, not another operation
 #: Chroma subsampling as Pillow numbers it (JpegImagePlugin.get_sampling).
@@ -169,6 +177,9 @@ def plan(ctx) -> list[Group]:
         for peer in PEERS:
             groups.append(Group(NAME, peer, "peer", ENTRY_POINT,
                                 dict(base, method=peer, kind="peer", case=case, op=op_spec, workers=[W])))
+    if not o["quick"]:  # minutes of whole programs; a quick run's in-process records suffice
+        groups.append(Group(NAME, "programs", "program", ENTRY_POINT,
+                            dict(base, method="programs", kind="program", case="*", cases=cases, workers=[W])))
     if "auto" in o["engines"]:
         groups.append(Group(NAME, "paired", "paired", ENTRY_POINT,
                             dict(base, method="paired", kind="paired", case="*", cases=cases, workers=[W],
@@ -248,14 +259,18 @@ def _floor_all(jobs, workers, pool):
     return done
 
 
-def _pool_map(fn, jobs, workers, pool="processes"):
+def _pool_map(fn, jobs, workers, pool="processes", initializer=None):
     """``fn`` over ``jobs`` as a user would: a loop, a thread pool or a ``multiprocessing.Pool``."""
-    return list(_pool_iter(fn, jobs, workers, pool))
+    return list(_pool_iter(fn, jobs, workers, pool, initializer))
 
 
-def _pool_iter(fn, jobs, workers, pool="processes"):
-    """:func:`_pool_map`'s results, each as it is done."""
+def _pool_iter(fn, jobs, workers, pool="processes", initializer=None):
+    """:func:`_pool_map`'s results, each as it is done. A ``"forkserver"`` pool forks its
+    workers from a single-threaded server: forking this process, which may hold OpenCV's,
+    libvips' or pixelmill's threads, can deadlock the child."""
     if workers == 1 or pool == "serial":
+        if initializer is not None:
+            initializer()
         yield from (fn(j) for j in jobs)
         return
     if pool == "threads":
@@ -266,21 +281,50 @@ def _pool_iter(fn, jobs, workers, pool="processes"):
         return
     import multiprocessing
 
-    with multiprocessing.Pool(workers) as p:
+    if pool == "forkserver":
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+    else:
+        context = multiprocessing.get_context()
+    with context.Pool(workers, initializer=initializer) as p:
         yield from p.imap_unordered(fn, jobs, chunksize=1)
 
 
-def _pyvips_all(jobs, mask_rows=None):
+def _pyvips_one(job):
     import pyvips
 
-    mask = pyvips.Image.new_from_array(mask_rows) if mask_rows is not None else None  # scale 1, offset 0
-    for src, dst, q, sub, _ in jobs:
-        im = pyvips.Image.new_from_file(src, access="sequential")
-        out = im.invert() if mask is None else im.conv(mask, precision="float").rint().cast("uchar")
-        # libvips turns chroma subsampling off at Q >= 90 unless told: keep the input's, as the others do.
-        mode = {0: "off", 2: "on"}.get(sub)
-        out.write_to_file(dst, Q=q, **({"subsample_mode": mode} if mode else {}))
-    return [j[1] for j in jobs]
+    src, dst, q, sub, mask = job
+    im = pyvips.Image.new_from_file(src, access="sequential")
+    if mask is None:
+        out = im.invert()
+    else:  # as its users write a Gaussian: separable, an integer mask (int_gaussian_row)
+        ints, scale = mask
+        out = im.convsep(pyvips.Image.new_from_array(ints, scale=scale), precision="integer")
+    # libvips turns chroma subsampling off at Q >= 90 unless told: keep the input's, as the others do.
+    mode = {0: "off", 2: "on"}.get(sub)
+    out.write_to_file(dst, Q=q, **({"subsample_mode": mode} if mode else {}))
+    return dst
+
+
+def _cv2_worker_init():
+    """A pool worker of OpenCV's users: one image per process, so no OpenCV threads of its own."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _pyvips_worker_init():
+    """A pool worker of pyvips' users: one image per process, one libvips thread, no cache."""
+    import pyvips
+
+    pyvips.concurrency_set(1)
+    pyvips.cache_set_max(0)
+
+
+#: Peer -> (what it does to one file, its pool workers' initializer). "pyvips-threads" is one
+#: process over the files with libvips' own threads.
+PEER_FILE_JOBS = {"cv2": (_cv2_one, _cv2_worker_init), "pillow": (_pillow_one, None),
+                  "pyvips": (_pyvips_one, _pyvips_worker_init), "pyvips-threads": (_pyvips_one, None)}
 
 
 _PROCESSES_NOTE = re.compile(r"(\d+) Python process")
@@ -356,16 +400,14 @@ def run_method(spec: dict) -> list[Record]:
         return _run_memory_baselines(spec)
     if spec["method"] == "paired":
         return _run_paired(spec)
+    if spec["method"] == "programs":
+        return _run_programs(spec)
     lib = Path(spec["library"])
     names = sorted(p.name for p in lib.iterdir() if p.suffix == ".jpg")
     method, kind, case = spec["method"], spec["kind"], spec["case"]
     if kind == "peer":
         try:
             __import__(PEER_MODULES[method])
-            if method == "pyvips":
-                import pyvips
-
-                pyvips.cache_set_max(0)
         except Exception as exc:  # noqa: BLE001
             return [Record(suite=NAME, method=method, kind=kind, case=case, status="not installed",
                            notes=f"import failed: {type(exc).__name__}: {exc}")]
@@ -473,6 +515,116 @@ def _run_paired(spec: dict) -> list[Record]:
     return records
 
 
+#: The whole-program members: ``pixelmill run`` as its users type it, then each peer's script.
+PROGRAM_PIXELMILL = "pixelmill run"
+
+
+def peer_script(method: str, workers: int) -> str:
+    """The whole script a peer's user would write for the batch: the one-file function this
+    suite times in process (its source, so the two cannot drift apart) and a pool over the
+    job list named on its command line, or a plain loop with libvips' threads."""
+    fn, init = PEER_FILE_JOBS[method]
+    parts = ["import json\nimport multiprocessing\nimport sys\n\n", inspect.getsource(fn)]
+    if init is not None:
+        parts += ["\n\n", inspect.getsource(init)]
+    if method == "pyvips-threads":
+        main = (f"    import pyvips\n\n    pyvips.cache_set_max(0)\n    pyvips.concurrency_set({workers})\n"
+                f"    for job in json.load(open(sys.argv[1])):\n        {fn.__name__}(job)\n")
+    else:
+        initializer = f", initializer={init.__name__}" if init is not None else ""
+        main = (f"    with multiprocessing.Pool({workers}{initializer}) as pool:\n"
+                f"        for _ in pool.imap_unordered({fn.__name__}, json.load(open(sys.argv[1])), chunksize=1):\n"
+                "            pass\n")
+    return "".join(parts) + '\n\nif __name__ == "__main__":\n' + main
+
+
+def _run_programs(spec: dict) -> list[Record]:
+    """Each case as whole programs, as users run them: ``pixelmill run LIB -o OUT --op OP``
+    (interpreter start-up, imports, numba's cache and calibration included) and each peer's
+    script (:func:`peer_script`) with ``python``, timed from outside (:func:`run_process`). One
+    untimed round, then rounds in turn (:func:`time_in_turn`: at least one, at most
+    ``min_pairs``, until 3 x ``budget_s`` is spent). One ``program`` record per program and case;
+    its outputs of the last round checked as the in-process records' are."""
+    import json
+    import sys
+
+    from ._harness import run_process, time_in_turn, worker_env
+
+    lib = Path(spec["library"])
+    names = sorted(p.name for p in lib.iterdir() if p.suffix == ".jpg")
+    w, q, subs = spec["workers"][0], spec["quality"], spec["subsampling"]
+    root = Path(spec["out"]) / "programs"
+    root.mkdir(parents=True, exist_ok=True)
+    peers = [m for m in PEERS if importlib.util.find_spec(PEER_MODULES[m]) is not None]
+    members, runs = {}, {}
+    for case, op_spec in spec["cases"].items():
+        for method in [PROGRAM_PIXELMILL] + peers:
+            label = f"{method}|{case}"
+            state = {"k": 0, "dir": None, "peak": 0.0, "processes": 1, "failed": None}
+            if method == PROGRAM_PIXELMILL:
+                how = (f"`pixelmill run LIBRARY -o OUT --op {op_spec} --quality {q} -q` as a whole program "
+                       "(engine auto, its defaults), start-up included")
+
+                def argv(outdir, op_spec=op_spec):
+                    return [sys.executable, "-m", "pixelmill", "run", str(lib), "-o", str(outdir), "--op", op_spec,
+                            "--quality", str(q), "-q"]
+            else:
+                if method == "pillow" and op_spec != "invert":
+                    from ._ops import make_op
+
+                    if make_op(op_spec).kernel.shape[0] not in (3, 5):
+                        continue  # ImageFilter.Kernel takes only 3x3 and 5x5 kernels
+                fn, params, how = peer_job(method, op_spec, w)
+                script = root / f"{method}-{case}.py"
+                script.write_text(peer_script(method, w), encoding="utf-8")
+                how = f"`python {script.name}` as a whole program, start-up included: {how}"
+
+                def argv(outdir, script=script, params=params, label=label):
+                    jobs = [(str(lib / n), str(Path(outdir) / n), q, subs.get(n, -1), params) for n in names]
+                    listing = root / f"{label.replace('|', '-').replace(' ', '-')}-jobs.json"
+                    listing.write_text(json.dumps(jobs), encoding="utf-8")
+                    return [sys.executable, str(script), str(listing)]
+
+            def member(state=state, argv=argv, label=label):
+                if state["dir"] is not None:
+                    shutil.rmtree(state["dir"], ignore_errors=True)
+                state["k"] += 1
+                state["dir"] = root / f"{label.replace('|', '-').replace(' ', '-')}-{state['k']}"
+                state["dir"].mkdir(parents=True)
+                run = run_process(argv(state["dir"]), stderr_path=root / f"{label.replace('|', '-').replace(' ', '-')}.stderr.txt",
+                                  env=worker_env())
+                if run.failed and state["failed"] is None:
+                    state["failed"] = f"exit {run.returncode}: {run.stderr_tail[-600:]}"
+                state["peak"] = max(state["peak"], run.peak_mb or 0.0)
+                state["processes"] = max(state["processes"], run.processes)
+            members[label] = member
+            runs[label] = (method, case, how, state)
+    warmup = {}
+    for label, member in members.items():  # file cache, numba's cache, the calibration: as on a second run
+        t0 = time.perf_counter()
+        member()
+        warmup[label] = time.perf_counter() - t0
+    times = time_in_turn(members, rounds=spec["min_pairs"],
+                         budget_s=3 * spec["budget_s"] if spec["budget_s"] is not None else None)
+    records = []
+    for label, (method, case, how, state) in runs.items():
+        kind = "engine" if method == PROGRAM_PIXELMILL else "peer"
+        rec = Record(suite=NAME, method=method, kind="program", case=case, size=spec["images"], size_unit="images",
+                     workers=w, notes=how)
+        if state["failed"]:
+            rec.status, rec.notes = "error", f"{how}; {state['failed']}"
+            records.append(rec)
+            continue
+        rec.set_times(times[label], megapixels=spec["mp"])
+        rec.warmup_s, rec.peak_rss_mb = warmup[label], state["peak"]
+        _check(rec, state["dir"], Path(spec["refs"][case]), names, kind, False)
+        rec.notes += (f"; in turn with the other programs, {len(times[label])} rounds after an untimed one; "
+                      f"peak RSS of its process tree; {_processes_note(state['processes'])}")
+        records.append(rec)
+    shutil.rmtree(root, ignore_errors=True)
+    return records
+
+
 def auto_twins(cases: dict, engines, n_images: int, workers: int, quality: int) -> dict[str, str]:
     """{case: the engine whose batch runs the schedule ``auto``'s batch runs for this library},
     for the cases that have one (the inversion: whole photos on threads, NumPy in each)."""
@@ -567,8 +719,6 @@ def _constant_rss(spec, workers) -> float:
 
 
 def _runner(method, kind, w, lib, state, names, spec, pool=None):
-    from ._ops import make_op
-
     q, case, op_spec = spec["quality"], spec["case"], spec["op"]
     subs = spec["subsampling"]
 
@@ -594,29 +744,39 @@ def _runner(method, kind, w, lib, state, names, spec, pool=None):
         rec_case = "decode+encode" + ("" if pool == "serial" else f":{pool}")
         return (lambda: _floor_all(jobs(), w, pool)), rec_case, (
             f"pixelmill.io read_image + write_image (each output fsync'ed in the background, as run_batch does), no operation, {how}")
+    fn, params, how = peer_job(method, op_spec, w)
+    if method == "pyvips-threads":
+        import pyvips
+
+        pyvips.cache_set_max(0)
+        pyvips.concurrency_set(w)
+        return (lambda: _pool_map(fn, jobs(params), 1)), case, how
+    init = PEER_FILE_JOBS[method][1]
+    return (lambda: _pool_map(fn, jobs(params), w, "forkserver", init)), case, how
+
+
+def peer_job(method: str, op_spec: str, workers: int):
+    """``(what the peer does to one file, the operation's parameters in its job, what it runs)``."""
+    from ._ops import int_gaussian_row, make_op
+
     gauss = op_spec != "invert"
     desc = PEERS[method]["gaussian" if gauss else "invert"]
+    params = None
     if gauss:
         op = make_op(op_spec)
         size = op.kernel.shape[0]
         sigma = float(op_spec.split("sigma=")[1])
-        # Pillow's Kernel and libvips' conv correlate: give them the kernel as pixelmill correlates it.
-        weights = np.asarray(op.effective_kernel.weights, dtype=np.float64)
-        desc = desc.format(k=f"({size},{size})", sigma=f"{sigma:g}")
-    if method == "cv2":
-        return (lambda: _pool_map(_cv2_one, jobs((size, sigma) if gauss else None), w)), case, desc.replace(
-            "(N)", f"({w})")
-    if method == "pillow":
-        # ImageFilter.GaussianBlur is a box approximation, not this kernel: give Pillow the weights.
-        params = (size, weights.ravel().tolist()) if gauss else None
-        return (lambda: _pool_map(_pillow_one, jobs(params), w)), case, desc.replace("(N)", f"({w})")
-    if method == "pyvips":
-        import pyvips
-
-        pyvips.concurrency_set(w)
-        rows = weights.tolist() if gauss else None
-        return (lambda: _pyvips_all(jobs(), rows)), case, desc.replace("= N", f"= {w}")
-    raise ValueError(method)
+        if method == "cv2":
+            params = (size, sigma)
+        elif method == "pillow":
+            # ImageFilter.GaussianBlur is a box approximation, not this kernel: give Pillow the
+            # weights, as pixelmill correlates them (Pillow's Kernel correlates).
+            params = (size, np.asarray(op.effective_kernel.weights, dtype=np.float64).ravel().tolist())
+        else:
+            params = int_gaussian_row(op.kernel)
+        desc = desc.format(k=f"({size},{size})", sigma=f"{sigma:g}", mask=params[0] if method.startswith("pyvips")
+                           else "", scale=params[1] if method.startswith("pyvips") else "")
+    return PEER_FILE_JOBS[method][0], params, desc.replace("(N)", f"({workers})").replace("= N", f"= {workers}")
 
 
 def _run_memory_baselines(spec: dict) -> list[Record]:
@@ -696,8 +856,10 @@ def _decode_upright(path) -> np.ndarray:
 
 
 def _ok(records) -> list[Record]:
-    """The batch's measured records, less the ``paired`` ones (see :func:`paired_ratio`)."""
-    return [r for r in records if r.suite == NAME and r.status == "ok" and r.median_s and r.kind != "paired"]
+    """The batch's in-process records, less the ``paired`` ones (see :func:`paired_ratio`) and
+    the whole programs (:func:`program_ratio`)."""
+    return [r for r in records if r.suite == NAME and r.status == "ok" and r.median_s
+            and r.kind not in ("paired", "program")]
 
 
 def best_floors(records) -> dict:
@@ -809,6 +971,10 @@ def analyse(records: list[Record], opts: dict) -> dict:
         if paired:
             rounds = paired_ratio(records, case, "auto")["rounds"]
             text += f"; timed in turn in one process ({rounds} rounds), it runs at " + " and ".join(paired)
+        prog = program_ratio(records, case)
+        if prog:
+            row["program"] = [prog["peer"].method, prog["ratio"]]
+            text += f"; as whole programs, {program_text(prog)}"
         result["cases"][case] = row
         result["conclusions"].append(text + ".")
     engines = [r for r in ok if r.kind == "engine"]
@@ -968,15 +1134,48 @@ def _mismatch(rec) -> str:
             "see the batch table's notes)")
 
 
+def program_ratio(records, case: str) -> dict | None:
+    """``pixelmill run``'s throughput over the fastest peer script's in ``case``, both whole
+    programs timed in turn: the median over rounds of the peer's time over pixelmill's. The
+    fastest peer is the one with the shortest median whose outputs passed their check."""
+    progs = [r for r in records if r.suite == NAME and r.kind == "program" and r.case == case and r.status == "ok"
+             and r.times_s]
+    mine = next((r for r in progs if r.method == PROGRAM_PIXELMILL and r.match), None)
+    peers = [r for r in progs if r.method != PROGRAM_PIXELMILL and r.match]
+    if mine is None or not peers:
+        return None
+    peer = min(peers, key=lambda r: r.median_s)
+    ratios = [t / a for a, t in zip(mine.times_s, peer.times_s)]
+    return {"ratio": statistics.median(ratios), "rounds": len(ratios), "low": min(ratios), "high": max(ratios),
+            "mine": mine, "peer": peer}
+
+
+def program_text(p: dict) -> str:
+    mine, peer = p["mine"], p["peer"]
+    return (f"`pixelmill run` and {peer.method}'s script as whole programs in turn, {p['rounds']} rounds: "
+            f"{p['ratio']:.2f} (medians {mine.median_s:.2f} s, {mine.mp_per_s:.1f} MP/s, vs {peer.median_s:.2f} s, "
+            f"{peer.mp_per_s:.1f} MP/s; ratios {p['low']:.2f}-{p['high']:.2f})")
+
+
 def _batch_peers_ratio(records, case):
+    """The default run against the fastest peer pipeline: as whole programs timed in turn when
+    the run has them (users run whole programs: start-up counts), else in process."""
     got = default_run(records, case)
     peer = fastest_peer(records, case)
-    if got is None or peer is None:
-        return None
-    rec, how = got
-    apart = (f"{rec.mp_per_s:.1f} MP/s vs the fastest peer (output checked), {peer.method} with {peer.workers} "
-             f"workers, {peer.mp_per_s:.1f} MP/s")
-    return _paired_or_apart(records, rec, case, peer.method, rec.mp_per_s / peer.mp_per_s, f"{case}: {how}", apart)
+    prog = program_ratio(records, case)
+    inproc = None
+    if got is not None and peer is not None:
+        rec, how = got
+        apart = (f"{rec.mp_per_s:.1f} MP/s vs the fastest peer (output checked), {peer.method} with {peer.workers} "
+                 f"workers, {peer.mp_per_s:.1f} MP/s")
+        inproc = _paired_or_apart(records, rec, case, peer.method, rec.mp_per_s / peer.mp_per_s, f"{case}: {how}",
+                                  apart)
+    if prog is None:
+        return inproc
+    detail = f"{case}: {program_text(prog)}" + _mismatch(prog["mine"])
+    if inproc is not None:
+        detail += f"; in process (no start-up): {inproc[0]:.2f}, {inproc[1].split(': ', 1)[1]}"
+    return prog["ratio"], detail
 
 
 def _batch_vs_peers(records, analyses, opts):

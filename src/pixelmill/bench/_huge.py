@@ -293,12 +293,9 @@ def job_cluster_client(spec: dict) -> list[dict]:
 
 
 def _int_gaussian_row(spec) -> tuple[list[int], int]:
-    """The Gaussian's 1-D weights as integers (times 1024) and their sum, the mask's scale."""
-    k = _gaussian_kernel(spec).weights
-    mid = k.shape[0] // 2
-    w = k[mid] / k[mid].sum()
-    ints = [int(v) for v in np.rint(w * 1024)]
-    return ints, sum(ints)
+    from ._ops import int_gaussian_row
+
+    return int_gaussian_row(_gaussian_kernel(spec))
 
 
 def _sobel_masks():

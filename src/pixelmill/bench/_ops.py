@@ -20,7 +20,8 @@ import numpy as np
 from .. import kernels
 from ..ops import Filter, Invert, Operation, SobelMagnitude, to_dtype
 
-__all__ = ["make_op", "disk_kernel", "random_kernel", "oracle", "ORACLE_NAME", "numpy_result", "uint8_result", "op_label"]
+__all__ = ["make_op", "disk_kernel", "random_kernel", "oracle", "ORACLE_NAME", "numpy_result", "uint8_result", "op_label",
+           "int_gaussian_row"]
 
 BORDER = "nearest"  # pixelmill's default; every peer below is configured to match it
 
@@ -53,6 +54,17 @@ def make_op(spec: str) -> Operation:
 
 def op_label(spec: str) -> str:
     return make_op(spec).label
+
+
+def int_gaussian_row(kernel: kernels.Kernel) -> tuple[list[int], int]:
+    """A separable kernel's 1-D weights (its middle row, normalised) as integers times 1024,
+    and their sum: the mask and scale libvips' integer ``convsep`` takes, as its users write
+    a Gaussian (the rounding moves the result by at most a grey level)."""
+    k = np.asarray(kernel.weights, dtype=np.float64)
+    mid = k.shape[0] // 2
+    w = k[mid] / k[mid].sum()
+    ints = [int(v) for v in np.rint(w * 1024)]
+    return ints, sum(ints)
 
 
 def _scipy_oracle(image: np.ndarray, op: Operation, border: str) -> np.ndarray:
